@@ -1,0 +1,513 @@
+//! One isolated publish/subscribe engine per route.
+//!
+//! An [`Engine`] is a cheap-clone handle to everything one environment owns: its
+//! client table, subscription index, mailboxes, tunables and counters. Nothing
+//! is shared between engines, so a client id from one route is unknown to every
+//! other and a message never crosses routes. Tunables sit behind an `ArcSwap` so a
+//! reload can retune a live engine without touching its clients.
+//!
+//! Session lifetime follows Faye's memory engine: a client's clock is reset at
+//! handshake and at the start of each `/meta/connect`, and the client is
+//! destroyed `2 × timeout` after the last reset. Expiry is checked whenever a
+//! client is looked up (so it is exact) and by a sweeper task (so memory is
+//! reclaimed even for clients nobody asks about).
+
+mod client;
+mod process;
+mod subscriptions;
+
+use std::collections::HashMap;
+use std::hash::{BuildHasher, RandomState};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use bytes::Bytes;
+use parking_lot::Mutex;
+use serde_json::{Map, Value};
+use tokio::time::Instant;
+
+pub use client::{Client, StreamDrain, Waiter};
+pub use process::{ConnectWait, Ctx, Item, Outcome, StreamSlot};
+
+use crate::bayeux::{channel, client_id};
+use client::QueueLimits;
+use subscriptions::Index;
+
+/// Tunables of one engine. Defaults follow Faye where Faye has one and are
+/// bounded where Faye is not.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EngineSettings {
+    /// How long a `/meta/connect` is held (`advice.timeout`). Faye's default: 60 s.
+    pub timeout: Duration,
+    /// `advice.interval`: how long clients wait between connects. Default 0.
+    pub interval: Duration,
+    /// Largest accepted HTTP request body or WebSocket message, in bytes. Default 1 MiB.
+    pub max_message_bytes: usize,
+    /// Most events queued for one client before the oldest are dropped. Default 1000.
+    pub max_queue_messages: usize,
+    /// Most bytes queued for one client before the oldest are dropped. Default 4 MiB.
+    pub max_queue_bytes: usize,
+    /// Most subscriptions one client may hold. Default 1000.
+    pub max_subscriptions: usize,
+    /// Most live clients in this engine; further handshakes are refused. Default 100 000.
+    pub max_clients: usize,
+    /// WebSocket ping interval; `None` (the default) sends none, like Faye without `ping`.
+    pub ws_ping: Option<Duration>,
+    /// EventSource keep-alive comment interval. Default 10 s, as Faye.
+    pub eventsource_ping: Duration,
+}
+
+impl Default for EngineSettings {
+    fn default() -> Self {
+        EngineSettings {
+            timeout: Duration::from_secs(60),
+            interval: Duration::ZERO,
+            max_message_bytes: 1 << 20,
+            max_queue_messages: 1000,
+            max_queue_bytes: 4 << 20,
+            max_subscriptions: 1000,
+            max_clients: 100_000,
+            ws_ping: None,
+            eventsource_ping: Duration::from_secs(10),
+        }
+    }
+}
+
+impl EngineSettings {
+    /// How long a session lives without a connect: twice the timeout.
+    pub fn session_lifetime(&self) -> Duration {
+        self.timeout * 2
+    }
+
+    fn queue_limits(&self) -> QueueLimits {
+        QueueLimits {
+            max_messages: self.max_queue_messages.max(1),
+            max_bytes: self.max_queue_bytes.max(1),
+        }
+    }
+}
+
+/// Monotonic counters of one engine, read by the metrics endpoint.
+#[derive(Debug, Default)]
+pub struct Counters {
+    /// Successful handshakes.
+    pub handshakes: AtomicU64,
+    /// Accepted publishes (from clients and backends).
+    pub published: AtomicU64,
+    /// Events queued for a recipient.
+    pub delivered: AtomicU64,
+    /// Events dropped from a full mailbox.
+    pub dropped: AtomicU64,
+    /// Times an event pushed a mailbox past its bound.
+    pub overflows: AtomicU64,
+    /// Clients removed by expiry.
+    pub expired: AtomicU64,
+    /// Clients removed by `/meta/disconnect`.
+    pub disconnected: AtomicU64,
+    /// Open connections by transport, indexed by [`Transport`].
+    pub connections: [AtomicI64; 4],
+}
+
+/// Transports counted in the per-route connection gauges.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    /// WebSocket sessions.
+    WebSocket = 0,
+    /// EventSource streams.
+    EventSource = 1,
+    /// Held long-polls (POST JSON or form).
+    LongPolling = 2,
+    /// Held JSONP polls.
+    CallbackPolling = 3,
+}
+
+impl Transport {
+    /// Every transport, in gauge order.
+    pub const ALL: [Transport; 4] = [
+        Transport::WebSocket,
+        Transport::EventSource,
+        Transport::LongPolling,
+        Transport::CallbackPolling,
+    ];
+
+    /// The Bayeux connection type name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Transport::WebSocket => "websocket",
+            Transport::EventSource => "eventsource",
+            Transport::LongPolling => "long-polling",
+            Transport::CallbackPolling => "callback-polling",
+        }
+    }
+}
+
+/// Counts one open connection for as long as it lives.
+#[derive(Debug)]
+pub struct ConnectionGauge {
+    engine: Engine,
+    transport: Transport,
+}
+
+impl Drop for ConnectionGauge {
+    fn drop(&mut self) {
+        self.engine.inner.counters.connections[self.transport as usize]
+            .fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// A snapshot of an engine's gauges and counters.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Live sessions.
+    pub clients: u64,
+    /// (channel, client) subscription pairs.
+    pub subscriptions: u64,
+    /// Successful handshakes.
+    pub handshakes: u64,
+    /// Accepted publishes.
+    pub published: u64,
+    /// Events queued for recipients.
+    pub delivered: u64,
+    /// Events dropped by mailbox overflow.
+    pub dropped: u64,
+    /// Overflow occurrences.
+    pub overflows: u64,
+    /// Sessions expired.
+    pub expired: u64,
+    /// Sessions ended by disconnect.
+    pub disconnected: u64,
+    /// Open connections by transport, in [`Transport::ALL`] order.
+    pub connections: [i64; 4],
+}
+
+const CLIENT_SHARDS: usize = 32;
+
+type ClientShard = Mutex<HashMap<Arc<str>, Arc<Client>>>;
+
+#[derive(Debug)]
+struct Inner {
+    name: Arc<str>,
+    settings: ArcSwap<EngineSettings>,
+    hasher: RandomState,
+    clients: Box<[ClientShard]>,
+    client_count: AtomicUsize,
+    next_serial: AtomicU64,
+    index: Index,
+    counters: Counters,
+    retired: AtomicBool,
+}
+
+/// Handle to one route's engine. Cloning is cheap (one `Arc`).
+#[derive(Debug, Clone)]
+pub struct Engine {
+    inner: Arc<Inner>,
+}
+
+impl Engine {
+    /// A new, empty engine. `name` labels logs and metrics (the route prefix).
+    pub fn new(name: &str, settings: EngineSettings) -> Self {
+        Engine {
+            inner: Arc::new(Inner {
+                name: Arc::from(name),
+                settings: ArcSwap::from_pointee(settings),
+                hasher: RandomState::new(),
+                clients: (0..CLIENT_SHARDS)
+                    .map(|_| Mutex::new(HashMap::new()))
+                    .collect(),
+                client_count: AtomicUsize::new(0),
+                next_serial: AtomicU64::new(1),
+                index: Index::new(),
+                counters: Counters::default(),
+                retired: AtomicBool::new(false),
+            }),
+        }
+    }
+
+    /// The name given at creation (the route prefix).
+    pub fn name(&self) -> &str {
+        &self.inner.name
+    }
+
+    /// The current tunables.
+    pub fn settings(&self) -> Arc<EngineSettings> {
+        self.inner.settings.load_full()
+    }
+
+    /// Replaces the tunables in place; clients, subscriptions and queues stay.
+    pub fn retune(&self, settings: EngineSettings) {
+        self.inner.settings.store(Arc::new(settings));
+    }
+
+    /// True when both handles point at the same engine.
+    pub fn same(&self, other: &Engine) -> bool {
+        Arc::ptr_eq(&self.inner, &other.inner)
+    }
+
+    /// Starts the background sweeper that destroys expired sessions. It stops by
+    /// itself when the engine is dropped or retired.
+    pub fn spawn_sweeper(&self) {
+        let weak: Weak<Inner> = Arc::downgrade(&self.inner);
+        tokio::spawn(async move {
+            loop {
+                let period = match weak.upgrade() {
+                    Some(inner) => {
+                        let t = inner.settings.load().timeout;
+                        (t / 4).clamp(Duration::from_millis(100), Duration::from_secs(5))
+                    }
+                    None => return,
+                };
+                tokio::time::sleep(period).await;
+                let Some(inner) = weak.upgrade() else { return };
+                let engine = Engine { inner };
+                if engine.is_retired() {
+                    return;
+                }
+                engine.sweep();
+            }
+        });
+    }
+
+    /// Destroys every session whose lifetime has passed. Returns how many.
+    pub fn sweep(&self) -> usize {
+        let now = Instant::now();
+        let mut expired = Vec::new();
+        for shard in self.inner.clients.iter() {
+            let shard = shard.lock();
+            for client in shard.values() {
+                if client.state.lock().expires_at <= now {
+                    expired.push(client.clone());
+                }
+            }
+        }
+        for client in &expired {
+            self.destroy(client);
+            self.inner.counters.expired.fetch_add(1, Ordering::Relaxed);
+        }
+        expired.len()
+    }
+
+    /// Ends every session (their held connects are answered and streams told)
+    /// and marks the engine retired. Used when a route is removed or replaced.
+    pub fn retire(&self) {
+        self.inner.retired.store(true, Ordering::SeqCst);
+        let mut all = Vec::new();
+        for shard in self.inner.clients.iter() {
+            all.extend(shard.lock().values().cloned());
+        }
+        for client in &all {
+            self.destroy(client);
+        }
+    }
+
+    /// True once [`Engine::retire`] ran.
+    pub fn is_retired(&self) -> bool {
+        self.inner.retired.load(Ordering::SeqCst)
+    }
+
+    /// Gauges and counters right now.
+    pub fn stats(&self) -> Stats {
+        let c = &self.inner.counters;
+        Stats {
+            clients: self.inner.client_count.load(Ordering::Relaxed) as u64,
+            subscriptions: self.inner.index.len() as u64,
+            handshakes: c.handshakes.load(Ordering::Relaxed),
+            published: c.published.load(Ordering::Relaxed),
+            delivered: c.delivered.load(Ordering::Relaxed),
+            dropped: c.dropped.load(Ordering::Relaxed),
+            overflows: c.overflows.load(Ordering::Relaxed),
+            expired: c.expired.load(Ordering::Relaxed),
+            disconnected: c.disconnected.load(Ordering::Relaxed),
+            connections: std::array::from_fn(|i| c.connections[i].load(Ordering::Relaxed)),
+        }
+    }
+
+    fn shard(&self, id: &str) -> &ClientShard {
+        let h = self.inner.hasher.hash_one(id) as usize;
+        &self.inner.clients[h % CLIENT_SHARDS]
+    }
+
+    /// Creates a session, or `None` when the engine is at `max_clients` or retired.
+    pub(crate) fn create_client(&self) -> Option<Arc<Client>> {
+        let settings = self.inner.settings.load();
+        if self.is_retired()
+            || self.inner.client_count.load(Ordering::Relaxed) >= settings.max_clients
+        {
+            return None;
+        }
+        let expires_at = Instant::now() + settings.session_lifetime();
+        loop {
+            let id: Arc<str> = Arc::from(client_id::generate());
+            let mut shard = self.shard(&id).lock();
+            if shard.contains_key(&id) {
+                continue;
+            }
+            let serial = self.inner.next_serial.fetch_add(1, Ordering::Relaxed);
+            let client = Arc::new(Client::new(id.clone(), serial, expires_at));
+            shard.insert(id, client.clone());
+            self.inner.client_count.fetch_add(1, Ordering::Relaxed);
+            self.inner
+                .counters
+                .handshakes
+                .fetch_add(1, Ordering::Relaxed);
+            return Some(client);
+        }
+    }
+
+    /// The live session with this id. An expired session is destroyed here, so
+    /// expiry is exact even between sweeps.
+    pub fn client(&self, id: &str) -> Option<Arc<Client>> {
+        let client = self.shard(id).lock().get(id).cloned()?;
+        let expired = {
+            let st = client.state.lock();
+            if !st.alive {
+                return None;
+            }
+            st.expires_at <= Instant::now()
+        };
+        if expired {
+            self.destroy(&client);
+            self.inner.counters.expired.fetch_add(1, Ordering::Relaxed);
+            return None;
+        }
+        Some(client)
+    }
+
+    /// Resets the session clock (handshake and start of each connect).
+    pub(crate) fn ping(&self, client: &Client) -> Instant {
+        let lifetime = self.inner.settings.load().session_lifetime();
+        let mut st = client.state.lock();
+        st.expires_at = Instant::now() + lifetime;
+        st.expires_at
+    }
+
+    /// Destroys the session if its lifetime has passed; true if it is gone.
+    pub(crate) fn expire_if_due(&self, client: &Arc<Client>) -> bool {
+        let due = {
+            let st = client.state.lock();
+            !st.alive || st.expires_at <= Instant::now()
+        };
+        if due && client.is_alive() {
+            self.destroy(client);
+            self.inner.counters.expired.fetch_add(1, Ordering::Relaxed);
+        }
+        due
+    }
+
+    /// Removes a session: subscriptions, queue and id; wakes its owner.
+    pub(crate) fn destroy(&self, client: &Arc<Client>) {
+        let (subs, owner) = {
+            let mut st = client.state.lock();
+            if !st.alive {
+                return;
+            }
+            st.alive = false;
+            st.queue.clear();
+            st.queued_bytes = 0;
+            (
+                std::mem::take(&mut st.subscriptions),
+                std::mem::take(&mut st.owner),
+            )
+        };
+        for key in &subs {
+            self.inner.index.remove(key, client.serial);
+        }
+        if self.shard(&client.id).lock().remove(&client.id).is_some() {
+            self.inner.client_count.fetch_sub(1, Ordering::Relaxed);
+        }
+        if let client::Owner::Poll(w) | client::Owner::Stream(w) = owner {
+            w.notify.notify_one();
+        }
+    }
+
+    /// Adds a subscription; returns false when the client is gone. Re-subscribing
+    /// is a no-op. `Err(())` when the client is at `max_subscriptions`.
+    pub(crate) fn subscribe(&self, client: &Arc<Client>, pattern: &str) -> Result<bool, ()> {
+        let max = self.inner.settings.load().max_subscriptions;
+        let mut st = client.state.lock();
+        if !st.alive {
+            return Ok(false);
+        }
+        if st.subscriptions.contains(pattern) {
+            return Ok(true);
+        }
+        if st.subscriptions.len() >= max {
+            return Err(());
+        }
+        let key: Arc<str> = Arc::from(pattern);
+        st.subscriptions.insert(key.clone());
+        // Inserted under the client lock so a concurrent destroy cannot leave a stale entry.
+        self.inner.index.insert(&key, client);
+        Ok(true)
+    }
+
+    /// Removes a subscription if present.
+    pub(crate) fn unsubscribe(&self, client: &Arc<Client>, pattern: &str) {
+        let removed = client.state.lock().subscriptions.remove(pattern);
+        if removed {
+            self.inner.index.remove(pattern, client.serial);
+        }
+    }
+
+    /// Routes a published message (already validated, `clientId` removed) to every
+    /// subscriber once. The event is serialized a single time; each recipient's
+    /// mailbox holds a reference-counted pointer to the same bytes.
+    pub(crate) fn publish(&self, channel_name: &str, event: &Map<String, Value>) {
+        self.inner
+            .counters
+            .published
+            .fetch_add(1, Ordering::Relaxed);
+        // Service channels are request/response with the server: never fanned out
+        // to remote subscribers, not even to `/**` (a deliberate deviation from Faye).
+        if channel::is_service(channel_name) {
+            return;
+        }
+        let keys = channel::expand(channel_name);
+        let recipients = self.inner.index.collect(&keys);
+        if recipients.is_empty() {
+            return;
+        }
+        let bytes = match serde_json::to_vec(event) {
+            Ok(v) => Bytes::from(v),
+            Err(_) => return,
+        };
+        self.deliver(&recipients, &bytes);
+    }
+
+    fn deliver(&self, recipients: &[Arc<Client>], bytes: &Bytes) {
+        let limits = self.inner.settings.load().queue_limits();
+        let (mut delivered, mut dropped, mut overflows) = (0u64, 0u64, 0u64);
+        for client in recipients {
+            let offered = client.offer(bytes, limits);
+            delivered += u64::from(offered.delivered);
+            if offered.dropped > 0 {
+                dropped += offered.dropped;
+                overflows += 1;
+            }
+        }
+        let c = &self.inner.counters;
+        c.delivered.fetch_add(delivered, Ordering::Relaxed);
+        if dropped > 0 {
+            c.dropped.fetch_add(dropped, Ordering::Relaxed);
+            c.overflows.fetch_add(overflows, Ordering::Relaxed);
+            tracing::warn!(route = %self.inner.name, dropped, "client mailboxes full: oldest events dropped");
+        }
+    }
+
+    /// Counts an open connection of `transport` until the guard is dropped.
+    pub fn gauge(&self, transport: Transport) -> ConnectionGauge {
+        self.inner.counters.connections[transport as usize].fetch_add(1, Ordering::Relaxed);
+        ConnectionGauge {
+            engine: self.clone(),
+            transport,
+        }
+    }
+
+    pub(crate) fn count_disconnect(&self) {
+        self.inner
+            .counters
+            .disconnected
+            .fetch_add(1, Ordering::Relaxed);
+    }
+}

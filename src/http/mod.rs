@@ -1,0 +1,119 @@
+//! The gateway: every client-facing HTTP request starts here.
+//!
+//! [`Gateway::handle`] loads the route table once, finds the route by longest
+//! whole-segment prefix (404 elsewhere) and dispatches in Faye's order: static
+//! client files (`.js`/`.map`), WebSocket upgrades, CORS preflights, EventSource
+//! (`GET` accepting `text/event-stream`), JSONP (`GET`), long-polling (`POST`),
+//! and `400 Bad request` for any other method.
+
+pub mod cors;
+pub mod response;
+pub mod static_client;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use http::header::{ACCEPT, UPGRADE};
+use http::{Method, Request, Response};
+use hyper::body::Incoming;
+
+use crate::routes::{Routes, Target};
+use crate::shutdown::Shutdown;
+use crate::transport::{eventsource, long_polling, websocket};
+pub use response::Body;
+use static_client::StaticClient;
+
+/// Facts about the connection a request arrived on.
+#[derive(Debug, Clone)]
+pub struct ConnInfo {
+    /// The peer's address.
+    pub peer: SocketAddr,
+    /// True on a TLS listener.
+    pub tls: bool,
+}
+
+#[derive(Debug)]
+struct Inner {
+    routes: Routes,
+    client: StaticClient,
+    shutdown: Shutdown,
+}
+
+/// The client-facing service (cheap to clone).
+#[derive(Debug, Clone)]
+pub struct Gateway {
+    inner: Arc<Inner>,
+}
+
+impl Gateway {
+    /// A gateway over `routes`, serving `client` files, tracking sessions in `shutdown`.
+    pub fn new(routes: Routes, client: StaticClient, shutdown: Shutdown) -> Self {
+        Gateway {
+            inner: Arc::new(Inner {
+                routes,
+                client,
+                shutdown,
+            }),
+        }
+    }
+
+    /// The route table handle.
+    pub fn routes(&self) -> &Routes {
+        &self.inner.routes
+    }
+
+    /// The drain handle.
+    pub fn shutdown(&self) -> &Shutdown {
+        &self.inner.shutdown
+    }
+
+    /// Answers one request.
+    pub async fn handle(&self, req: Request<Incoming>, conn: ConnInfo) -> Response<Body> {
+        let table = self.inner.routes.load();
+        let path = req.uri().path().to_owned();
+        let Some((route, target)) = table.lookup(&path) else {
+            return response::not_found();
+        };
+        let engine = route.engine.clone();
+        drop(table);
+
+        let rest = match target {
+            Target::Extension("js") => return self.inner.client.serve("client.js", req.headers()),
+            Target::Extension(_) => return response::not_found(),
+            Target::Path(rest) => rest,
+        };
+        let last = rest.rsplit('/').next().unwrap_or("");
+        if last.ends_with(".js") || last.ends_with(".map") {
+            return self.inner.client.serve(last, req.headers());
+        }
+        let is_upgrade = req
+            .headers()
+            .get(UPGRADE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.eq_ignore_ascii_case("websocket"));
+        if is_upgrade {
+            return websocket::upgrade(req, engine, &self.inner.shutdown, &conn);
+        }
+        if req.method() == Method::OPTIONS
+            || req.headers().contains_key("access-control-request-method")
+        {
+            return cors::preflight(req.headers());
+        }
+        match *req.method() {
+            Method::GET => {
+                let wants_stream = req
+                    .headers()
+                    .get(ACCEPT)
+                    .and_then(|v| v.to_str().ok())
+                    .is_some_and(|v| v.contains("text/event-stream"));
+                if wants_stream {
+                    eventsource::serve(req, engine, last, &self.inner.shutdown)
+                } else {
+                    long_polling::get(req, engine, &self.inner.shutdown).await
+                }
+            }
+            Method::POST => long_polling::post(req, engine, &self.inner.shutdown).await,
+            _ => response::bad_request(),
+        }
+    }
+}

@@ -1,0 +1,280 @@
+//! The `bayeux-edge` binary: command line, logging, runtime, exit codes.
+//! Everything else lives in the library.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use bayeux_edge::routes::{Config, LogFormat};
+use bayeux_edge::Server;
+use clap::{Parser, Subcommand};
+
+/// Exit code for an invalid configuration (EX_USAGE).
+const EXIT_CONFIG: u8 = 64;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "bayeux-edge",
+    version,
+    about = "Faye-compatible Bayeux server and TLS edge"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    serve: ServeArgs,
+}
+
+#[derive(Debug, clap::Args)]
+struct ServeArgs {
+    /// routes.toml to serve (default: ./routes.toml, else the embedded default).
+    #[arg(long, env = "BAYEUX_EDGE_CONFIG", global = true)]
+    config: Option<PathBuf>,
+    /// Write a JSON document with the pid and bound addresses here once listening.
+    #[arg(long)]
+    ready_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the server (the default).
+    Serve,
+    /// Validate routes.toml and its certificates without starting; exit 64 on errors.
+    Check,
+    /// Publish one message to a route by HTTP POST, as a backend does.
+    Publish {
+        /// The route URL, e.g. http://127.0.0.1:8000/staging/faye
+        url: String,
+        /// The channel, e.g. /12345
+        channel: String,
+        /// The message data as JSON, e.g. '{"text":"hi"}'
+        data: String,
+    },
+    /// Probe readiness; exit 0 when the admin endpoint answers 200.
+    Health {
+        /// The readiness URL.
+        #[arg(
+            long,
+            env = "BAYEUX_EDGE_HEALTH_URL",
+            default_value = "http://127.0.0.1:9090/readyz"
+        )]
+        url: String,
+    },
+}
+
+fn load_config(path: Option<&Path>) -> Result<Config, bayeux_edge::routes::ConfigError> {
+    match path {
+        Some(p) => Config::load(p),
+        None if Path::new("routes.toml").exists() => Config::load(Path::new("routes.toml")),
+        None => Config::parse(
+            bayeux_edge::DEFAULT_ROUTES,
+            "<embedded routes.toml>",
+            Path::new("."),
+        ),
+    }
+}
+
+fn init_tracing(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    match format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.init(),
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("bayeux-edge: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match cli.command.unwrap_or(Command::Serve) {
+        Command::Serve => runtime.block_on(serve(cli.serve)),
+        Command::Check => check(cli.serve.config.as_deref()),
+        Command::Publish { url, channel, data } => runtime.block_on(publish(&url, &channel, &data)),
+        Command::Health { url } => runtime.block_on(health(&url)),
+    }
+}
+
+async fn serve(args: ServeArgs) -> ExitCode {
+    let config = match load_config(args.config.as_deref()) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("bayeux-edge: {e}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    init_tracing(config.server.log_format);
+    let grace = config.server.drain_grace;
+    let server = match Server::start(config).await {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot start");
+            return ExitCode::FAILURE;
+        }
+    };
+    if let Some(path) = &args.ready_file {
+        if let Err(e) = server.write_ready_file(path) {
+            tracing::error!(error = %e, "cannot write the ready file");
+            return ExitCode::FAILURE;
+        }
+    }
+    bayeux_edge::shutdown::signal().await;
+    if server.drain(grace).await {
+        tracing::info!("drained; exiting");
+    } else {
+        tracing::warn!("drain grace period ended with work still running; exiting");
+    }
+    ExitCode::SUCCESS
+}
+
+fn check(path: Option<&Path>) -> ExitCode {
+    let config = match load_config(path) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    let mut ok = true;
+    for l in &config.server.listeners {
+        if let Some(tls) = &l.tls {
+            for files in &tls.certificates {
+                let missing = !files.cert.exists() || !files.key.exists();
+                if tls.dev_certificate && missing {
+                    continue;
+                }
+                if let Err(e) = bayeux_edge::net::tls::load_pair(files) {
+                    eprintln!("listener {}: {e}", l.name);
+                    ok = false;
+                }
+            }
+        }
+    }
+    if ok {
+        println!(
+            "ok: {} route(s), {} listener(s)",
+            config.routes.len(),
+            config.server.listeners.len()
+        );
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(EXIT_CONFIG)
+    }
+}
+
+async fn http_request(
+    method: &str,
+    url: &str,
+    body: Option<String>,
+) -> Result<(u16, String), String> {
+    use http_body_util::{BodyExt, Full};
+    let uri: http::Uri = url.parse().map_err(|e| format!("{url}: {e}"))?;
+    if uri.scheme_str() != Some("http") {
+        return Err(format!("{url}: only http:// URLs are supported here"));
+    }
+    let host = uri
+        .host()
+        .ok_or_else(|| format!("{url}: no host"))?
+        .to_owned();
+    let port = uri.port_u16().unwrap_or(80);
+    let stream = tokio::net::TcpStream::connect((host.as_str(), port))
+        .await
+        .map_err(|e| format!("{host}:{port}: {e}"))?;
+    let (mut sender, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .map_err(|e| e.to_string())?;
+    tokio::spawn(conn);
+    let mut req = http::Request::builder()
+        .method(method)
+        .uri(uri.path_and_query().map(|p| p.as_str()).unwrap_or("/"))
+        .header("host", format!("{host}:{port}"));
+    if body.is_some() {
+        req = req.header("content-type", "application/json");
+    }
+    let req = req
+        .body(Full::new(bytes::Bytes::from(body.unwrap_or_default())))
+        .map_err(|e| e.to_string())?;
+    let resp = sender.send_request(req).await.map_err(|e| e.to_string())?;
+    let status = resp.status().as_u16();
+    let bytes = resp
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| e.to_string())?
+        .to_bytes();
+    Ok((status, String::from_utf8_lossy(&bytes).into_owned()))
+}
+
+async fn health(url: &str) -> ExitCode {
+    match tokio::time::timeout(Duration::from_secs(5), http_request("GET", url, None)).await {
+        Ok(Ok((200, _))) => ExitCode::SUCCESS,
+        Ok(Ok((status, body))) => {
+            eprintln!("{url}: {status} {}", body.trim());
+            ExitCode::FAILURE
+        }
+        Ok(Err(e)) => {
+            eprintln!("{e}");
+            ExitCode::FAILURE
+        }
+        Err(_) => {
+            eprintln!("{url}: timed out");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn publish(url: &str, channel: &str, data: &str) -> ExitCode {
+    let data: serde_json::Value = match serde_json::from_str(data) {
+        Ok(v) => v,
+        Err(e) => {
+            eprintln!("data is not JSON: {e}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    let body = serde_json::json!({"channel": channel, "data": data}).to_string();
+    match tokio::time::timeout(
+        Duration::from_secs(10),
+        http_request("POST", url, Some(body)),
+    )
+    .await
+    {
+        Ok(Ok((200, reply))) => {
+            let ok = serde_json::from_str::<serde_json::Value>(&reply)
+                .ok()
+                .and_then(|v| {
+                    v.get(0)
+                        .and_then(|r| r.get("successful"))
+                        .and_then(|s| s.as_bool())
+                })
+                .unwrap_or(false);
+            println!("{reply}");
+            if ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+        Ok(Ok((status, reply))) => {
+            eprintln!("{url}: {status} {}", reply.trim());
+            ExitCode::FAILURE
+        }
+        Ok(Err(e)) => {
+            eprintln!("{e}");
+            ExitCode::FAILURE
+        }
+        Err(_) => {
+            eprintln!("{url}: timed out");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,143 @@
+//! Listeners: accept → (TLS) → HTTP/1.1 or HTTP/2 → the gateway.
+//!
+//! Each listener runs one accept loop bounded by a connection semaphore; each
+//! connection is a task tracked by [`Shutdown`], so the drain waits for it. TLS
+//! handshakes and request headers are bounded by timeouts, so a silent peer
+//! cannot hold a slot. When the drain starts the accept loop stops, and every
+//! HTTP connection is asked to finish its in-flight requests and close.
+
+pub mod tls;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio_rustls::TlsAcceptor;
+
+use crate::admin::Metrics;
+use crate::http::{ConnInfo, Gateway};
+
+/// Per-listener limits.
+#[derive(Debug, Clone)]
+pub struct ListenerLimits {
+    /// Most concurrent connections.
+    pub max_connections: usize,
+    /// Time allowed for the TLS handshake.
+    pub tls_handshake_timeout: Duration,
+    /// Time allowed to receive request headers.
+    pub header_read_timeout: Duration,
+}
+
+/// Runs the accept loop of one listener until the drain starts.
+pub async fn serve(
+    name: Arc<str>,
+    listener: TcpListener,
+    tls: Option<TlsAcceptor>,
+    gateway: Gateway,
+    limits: ListenerLimits,
+    metrics: Arc<Metrics>,
+) {
+    let shutdown = gateway.shutdown().clone();
+    let permits = Arc::new(Semaphore::new(limits.max_connections));
+    let mut backoff = Duration::from_millis(5);
+    loop {
+        let accepted = tokio::select! {
+            r = listener.accept() => r,
+            _ = shutdown.draining() => break,
+        };
+        let (stream, peer) = match accepted {
+            Ok(x) => {
+                backoff = Duration::from_millis(5);
+                x
+            }
+            Err(e) => {
+                // Usually EMFILE/ENFILE: wait for descriptors to free up instead of spinning.
+                tracing::warn!(listener = %name, error = %e, "accept failed");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(1));
+                continue;
+            }
+        };
+        let Ok(permit) = permits.clone().try_acquire_owned() else {
+            tracing::warn!(listener = %name, %peer, "connection limit reached; refusing connection");
+            drop(stream);
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        let gateway = gateway.clone();
+        let tls = tls.clone();
+        let limits = limits.clone();
+        let metrics = metrics.clone();
+        let name = name.clone();
+        shutdown.spawn(async move {
+            let _permit = permit;
+            match tls {
+                None => serve_http(stream, gateway, ConnInfo { peer, tls: false }, &limits, metrics).await,
+                Some(acceptor) => {
+                    match tokio::time::timeout(limits.tls_handshake_timeout, acceptor.accept(stream)).await {
+                        Ok(Ok(stream)) => {
+                            serve_http(stream, gateway, ConnInfo { peer, tls: true }, &limits, metrics).await
+                        }
+                        Ok(Err(e)) => {
+                            metrics.tls_failure();
+                            tracing::debug!(listener = %name, %peer, error = %e, "TLS handshake failed");
+                        }
+                        Err(_) => {
+                            metrics.tls_failure();
+                            tracing::debug!(listener = %name, %peer, "TLS handshake timed out");
+                        }
+                    }
+                }
+            }
+        });
+    }
+}
+
+async fn serve_http<S>(
+    stream: S,
+    gateway: Gateway,
+    info: ConnInfo,
+    limits: &ListenerLimits,
+    metrics: Arc<Metrics>,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let shutdown = gateway.shutdown().clone();
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout)
+        .keep_alive(true);
+    builder.http2().timer(TokioTimer::new());
+    let peer = info.peer;
+    let service = service_fn(move |req| {
+        let gateway = gateway.clone();
+        let info = info.clone();
+        let metrics = metrics.clone();
+        async move {
+            let start = tokio::time::Instant::now();
+            let response = gateway.handle(req, info).await;
+            metrics.observe_request(start.elapsed());
+            Ok::<_, std::convert::Infallible>(response)
+        }
+    });
+    let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+    tokio::pin!(conn);
+    tokio::select! {
+        r = conn.as_mut() => {
+            if let Err(e) = r {
+                tracing::debug!(%peer, error = %e, "connection ended with an error");
+            }
+        }
+        _ = shutdown.draining() => {
+            conn.as_mut().graceful_shutdown();
+            let _ = conn.await;
+        }
+    }
+}

@@ -1,0 +1,216 @@
+//! Wiring: bind every listener, build the route table, run until told to stop,
+//! then drain.
+//!
+//! [`Server::start`] returns once every socket is bound (port 0 resolved), so
+//! tests and the ready file see real addresses. [`Server::drain`] performs the
+//! shutdown sequence: readiness fails, accept loops stop, held long-polls are
+//! answered, WebSocket sessions close with 1001, and tracked tasks get the
+//! grace period to finish.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
+
+use crate::admin::{self, Metrics};
+use crate::error::Error;
+use crate::http::static_client::StaticClient;
+use crate::http::Gateway;
+use crate::net::{self, tls, ListenerLimits};
+use crate::routes::{Config, RouteTable, Routes};
+use crate::shutdown::Shutdown;
+
+/// A running server.
+#[derive(Debug)]
+pub struct Server {
+    config: Config,
+    listeners: BTreeMap<String, SocketAddr>,
+    admin: Option<SocketAddr>,
+    routes: Routes,
+    shutdown: Shutdown,
+    metrics: Arc<Metrics>,
+    resolvers: Vec<(String, Arc<tls::CertResolver>)>,
+}
+
+impl Server {
+    /// Binds every listener of `config` and starts serving.
+    pub async fn start(config: Config) -> Result<Server, Error> {
+        let shutdown = Shutdown::new();
+        let metrics = Arc::new(Metrics::default());
+        let (table, _) = RouteTable::build(&config, None);
+        let routes = Routes::new(table);
+        let client = StaticClient::load(config.server.client_dir.as_deref()).map_err(|source| {
+            Error::Io {
+                what: "reading the Faye browser bundle".to_owned(),
+                source,
+            }
+        })?;
+        if !client.is_available() {
+            tracing::warn!(
+                "the Faye browser bundle is not available: {{prefix}}/client.js will answer 404"
+            );
+        }
+        let gateway = Gateway::new(routes.clone(), client, shutdown.clone());
+        let limits = ListenerLimits {
+            max_connections: config.server.max_connections,
+            tls_handshake_timeout: config.server.tls_handshake_timeout,
+            header_read_timeout: config.server.header_read_timeout,
+        };
+
+        let mut bound = Vec::new();
+        let mut resolvers = Vec::new();
+        for spec in &config.server.listeners {
+            let acceptor = match &spec.tls {
+                Some(t) => {
+                    let certs = tls::load(t).map_err(|source| Error::Tls {
+                        listener: spec.name.clone(),
+                        source,
+                    })?;
+                    let resolver = Arc::new(tls::CertResolver::new(certs));
+                    resolvers.push((spec.name.clone(), resolver.clone()));
+                    Some(TlsAcceptor::from(tls::server_config(resolver)))
+                }
+                None => None,
+            };
+            let listener = TcpListener::bind(spec.addr)
+                .await
+                .map_err(|source| Error::Bind {
+                    addr: spec.addr,
+                    source,
+                })?;
+            let addr = listener.local_addr().map_err(|source| Error::Bind {
+                addr: spec.addr,
+                source,
+            })?;
+            bound.push((spec.name.clone(), addr, listener, acceptor));
+        }
+        let admin_listener = match config.server.admin {
+            Some(addr) => {
+                let l = TcpListener::bind(addr)
+                    .await
+                    .map_err(|source| Error::Bind { addr, source })?;
+                Some(l)
+            }
+            None => None,
+        };
+
+        let mut listeners = BTreeMap::new();
+        for (name, addr, listener, acceptor) in bound {
+            tracing::info!(listener = %name, %addr, tls = acceptor.is_some(), "listening");
+            listeners.insert(name.clone(), addr);
+            tokio::spawn(net::serve(
+                Arc::from(name.as_str()),
+                listener,
+                acceptor,
+                gateway.clone(),
+                limits.clone(),
+                metrics.clone(),
+            ));
+        }
+        let admin = match admin_listener {
+            Some(l) => {
+                let addr = l.local_addr().ok();
+                if let Some(a) = addr {
+                    tracing::info!(addr = %a, "admin listening");
+                }
+                tokio::spawn(admin::serve(
+                    l,
+                    routes.clone(),
+                    shutdown.clone(),
+                    metrics.clone(),
+                ));
+                addr
+            }
+            None => None,
+        };
+        for route in routes.load().routes() {
+            tracing::info!(prefix = %route.prefix, "serving route");
+        }
+        Ok(Server {
+            config,
+            listeners,
+            admin,
+            routes,
+            shutdown,
+            metrics,
+            resolvers,
+        })
+    }
+
+    /// The bound address of the listener called `name`.
+    pub fn addr(&self, name: &str) -> Option<SocketAddr> {
+        self.listeners.get(name).copied()
+    }
+
+    /// The bound admin address.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin
+    }
+
+    /// The live route table.
+    pub fn routes(&self) -> &Routes {
+        &self.routes
+    }
+
+    /// The drain handle.
+    pub fn shutdown_handle(&self) -> &Shutdown {
+        &self.shutdown
+    }
+
+    /// Process-wide metrics.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
+    /// The configuration the server runs with.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The certificate resolvers by listener name (for certificate reload).
+    pub fn resolvers(&self) -> &[(String, Arc<tls::CertResolver>)] {
+        &self.resolvers
+    }
+
+    /// The ready-file document: pid and every bound address.
+    pub fn ready_json(&self) -> String {
+        let listeners: serde_json::Map<String, serde_json::Value> = self
+            .listeners
+            .iter()
+            .map(|(k, v)| (k.clone(), serde_json::Value::String(v.to_string())))
+            .collect();
+        serde_json::json!({
+            "pid": std::process::id(),
+            "listeners": listeners,
+            "admin": self.admin.map(|a| a.to_string()),
+        })
+        .to_string()
+    }
+
+    /// Writes [`Server::ready_json`] to `path` atomically.
+    pub fn write_ready_file(&self, path: &Path) -> Result<(), Error> {
+        let tmp = path.with_extension("tmp");
+        std::fs::write(&tmp, self.ready_json())
+            .and_then(|()| std::fs::rename(&tmp, path))
+            .map_err(|source| Error::Io {
+                what: format!("writing {}", path.display()),
+                source,
+            })
+    }
+
+    /// Drains: stop accepting, answer held polls, close sockets with 1001, and
+    /// wait up to `grace` for every tracked task. True if everything ended in time.
+    pub async fn drain(&self, grace: Duration) -> bool {
+        tracing::info!(grace_secs = grace.as_secs_f64(), "draining");
+        self.shutdown.drain();
+        let clean = self.shutdown.wait(grace).await;
+        for route in self.routes.load().routes() {
+            route.engine.retire();
+        }
+        clean
+    }
+}
