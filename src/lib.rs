@@ -10,6 +10,7 @@
 //! - [`routes`]: `routes.toml` parsing and validation, the swappable route table.
 //! - [`net`]: listeners, TLS with SNI and reloadable certificates, HTTP/1.1 and HTTP/2.
 //! - [`admin`]: health, readiness and Prometheus metrics.
+//! - [`reload`]: hot reload of `routes.toml` and certificates (file watch, SIGHUP).
 //! - [`server`]: start-up wiring and the drain; [`shutdown`]: the drain signal.
 //!
 //! # Data path of one message
@@ -28,6 +29,7 @@ pub mod engine;
 pub mod error;
 pub mod http;
 pub mod net;
+pub mod reload;
 pub mod routes;
 pub mod server;
 pub mod shutdown;

@@ -21,6 +21,7 @@ use crate::error::Error;
 use crate::http::static_client::StaticClient;
 use crate::http::Gateway;
 use crate::net::{self, tls, ListenerLimits};
+use crate::reload::Reloader;
 use crate::routes::{Config, RouteTable, Routes};
 use crate::shutdown::Shutdown;
 
@@ -34,12 +35,13 @@ pub struct Server {
     shutdown: Shutdown,
     metrics: Arc<Metrics>,
     resolvers: Vec<(String, Arc<tls::CertResolver>)>,
+    reloader: Option<Arc<Reloader>>,
 }
 
 impl Server {
     /// Binds every listener of `config` and starts serving.
     pub async fn start(config: Config) -> Result<Server, Error> {
-        let shutdown = Shutdown::new();
+        let shutdown = Shutdown::new(config.server.drain_grace);
         let metrics = Arc::new(Metrics::default());
         let (table, _) = RouteTable::build(&config, None);
         let routes = Routes::new(table);
@@ -130,6 +132,33 @@ impl Server {
         for route in routes.load().routes() {
             tracing::info!(prefix = %route.prefix, "serving route");
         }
+        let reloader = Reloader::new(
+            config.clone(),
+            routes.clone(),
+            resolvers.clone(),
+            metrics.clone(),
+        )
+        .map(Arc::new);
+        match &reloader {
+            Some(r) => {
+                tokio::spawn(r.clone().run(shutdown.clone()));
+            }
+            None => {
+                // SIGHUP would otherwise terminate the process.
+                #[cfg(unix)]
+                if let Ok(mut hup) =
+                    tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+                {
+                    tokio::spawn(async move {
+                        while hup.recv().await.is_some() {
+                            tracing::warn!(
+                                "SIGHUP: serving the embedded configuration; nothing to reload"
+                            );
+                        }
+                    });
+                }
+            }
+        }
         Ok(Server {
             config,
             listeners,
@@ -138,6 +167,7 @@ impl Server {
             shutdown,
             metrics,
             resolvers,
+            reloader,
         })
     }
 
@@ -174,6 +204,12 @@ impl Server {
     /// The certificate resolvers by listener name (for certificate reload).
     pub fn resolvers(&self) -> &[(String, Arc<tls::CertResolver>)] {
         &self.resolvers
+    }
+
+    /// Reloads the configuration file now (as SIGHUP does). `None` when the
+    /// server was started from text rather than a file.
+    pub fn reload(&self) -> Option<Result<crate::reload::Summary, String>> {
+        self.reloader.as_ref().map(|r| r.reload())
     }
 
     /// The ready-file document: pid and every bound address.

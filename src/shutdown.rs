@@ -15,16 +15,37 @@ use tokio_util::sync::{CancellationToken, WaitForCancellationFuture};
 use tokio_util::task::TaskTracker;
 
 /// Shared drain signal plus the set of tasks that must end before exit.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct Shutdown {
     draining: CancellationToken,
     tracker: TaskTracker,
+    grace: Duration,
+}
+
+impl Default for Shutdown {
+    fn default() -> Self {
+        Self::new(Duration::from_secs(20))
+    }
 }
 
 impl Shutdown {
-    /// A handle that is not draining.
-    pub fn new() -> Self {
-        Self::default()
+    /// A handle that is not draining; `grace` bounds the drain.
+    pub fn new(grace: Duration) -> Self {
+        Shutdown {
+            draining: CancellationToken::new(),
+            tracker: TaskTracker::new(),
+            grace,
+        }
+    }
+
+    /// The drain grace period.
+    pub fn grace(&self) -> Duration {
+        self.grace
+    }
+
+    /// A reconnect delay for one client during this drain (see [`Shutdown::jitter`]).
+    pub fn drain_jitter(&self) -> Duration {
+        Self::jitter(self.grace)
     }
 
     /// Starts the drain (idempotent).
@@ -45,6 +66,14 @@ impl Shutdown {
     /// An owned token that completes when the drain starts.
     pub fn token(&self) -> CancellationToken {
         self.draining.clone()
+    }
+
+    /// A reconnect delay for one client during the drain: uniformly spread over
+    /// the first half of `grace`, capped at 10 s, so clients do not all come back
+    /// in the same instant.
+    pub fn jitter(grace: Duration) -> Duration {
+        let span = (grace / 2).min(Duration::from_secs(10));
+        span.mul_f64(fastrand::f64())
     }
 
     /// Spawns a task that the drain waits for.

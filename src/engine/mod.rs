@@ -29,7 +29,7 @@ use serde_json::{Map, Value};
 use tokio::time::Instant;
 
 pub use client::{Client, StreamDrain, Waiter};
-pub use process::{ConnectWait, Ctx, Item, Outcome, StreamSlot};
+pub use process::{advise_retry_after, ConnectWait, Ctx, Item, Outcome, StreamSlot};
 
 use crate::bayeux::{channel, client_id};
 use client::QueueLimits;

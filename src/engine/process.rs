@@ -257,7 +257,12 @@ impl ConnectWait {
 
     fn answer(&mut self, events: Vec<Bytes>) -> Vec<Item> {
         let mut items = Vec::with_capacity(1 + events.len());
-        items.push(Item::Reply(std::mem::take(&mut self.reply)));
+        let mut reply = std::mem::take(&mut self.reply);
+        if self.engine.is_retired() {
+            // The route was removed or replaced: tell the client to start over.
+            reply.insert("advice".to_owned(), json!({"reconnect": "handshake"}));
+        }
+        items.push(Item::Reply(reply));
         items.extend(events.into_iter().map(Item::Event));
         if let Mode::Poll(w) = &self.mode {
             self.client.release(w.generation);
@@ -271,6 +276,24 @@ impl Drop for ConnectWait {
     fn drop(&mut self) {
         if let Mode::Poll(w) = &self.mode {
             self.client.release(w.generation);
+        }
+    }
+}
+
+/// Rewrites the advice of every connect reply in `items` to "retry after
+/// `interval`": used while draining so clients come back spread over time, to
+/// another instance, instead of all at once.
+pub fn advise_retry_after(items: &mut [Item], interval: Duration) {
+    for item in items {
+        if let Item::Reply(reply) = item {
+            let is_connect = reply.get("channel").and_then(Value::as_str) == Some(meta::CONNECT);
+            if is_connect {
+                if let Some(Value::Object(advice)) = reply.get_mut("advice") {
+                    if advice.get("reconnect").and_then(Value::as_str) == Some("retry") {
+                        advice.insert("interval".to_owned(), json!(interval.as_millis() as u64));
+                    }
+                }
+            }
         }
     }
 }

@@ -14,7 +14,7 @@ use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 
 use crate::bayeux::parse_batch;
-use crate::engine::{Ctx, Engine, Transport};
+use crate::engine::{advise_retry_after, Ctx, Engine, Transport};
 use crate::http::cors;
 use crate::http::response::{bad_request, bayeux_headers, full, too_large, Body};
 use crate::shutdown::Shutdown;
@@ -134,6 +134,9 @@ async fn run(
         let _gauge = engine.gauge(transport);
         for wait in outcome.connects {
             items.extend(wait.wait_until(shutdown.draining()).await);
+        }
+        if shutdown.is_draining() {
+            advise_retry_after(&mut items, shutdown.drain_jitter());
         }
     }
     let json = crate::transport::encode(&items);

@@ -30,7 +30,7 @@ use tokio_tungstenite::tungstenite::{Error as WsError, Message, Utf8Bytes};
 use tokio_tungstenite::WebSocketStream;
 
 use crate::bayeux::parse_batch;
-use crate::engine::{ConnectWait, Ctx, Engine, Item, StreamSlot, Transport};
+use crate::engine::{advise_retry_after, ConnectWait, Ctx, Engine, Item, StreamSlot, Transport};
 use crate::http::response::{bad_request, empty, unavailable, Body};
 use crate::http::ConnInfo;
 use crate::shutdown::Shutdown;
@@ -64,7 +64,7 @@ pub fn upgrade(
         return unavailable();
     }
     let accept = derive_accept_key(key.as_bytes());
-    let token = shutdown.token();
+    let drain = shutdown.clone();
     let peer = conn.peer;
     shutdown.spawn(async move {
         match hyper::upgrade::on(req).await {
@@ -81,7 +81,7 @@ pub fn upgrade(
                     Some(config),
                 )
                 .await;
-                Session::new(ws, engine, token).run().await;
+                Session::new(ws, engine, drain).run().await;
             }
             Err(e) => tracing::debug!(%peer, error = %e, "websocket upgrade failed"),
         }
@@ -109,7 +109,7 @@ struct Session<S> {
     engine: Engine,
     slot: StreamSlot,
     pending: Vec<PendingFrame>,
-    drain: tokio_util::sync::CancellationToken,
+    drain: Shutdown,
 }
 
 enum Flow {
@@ -121,11 +121,7 @@ impl<S> Session<S>
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
 {
-    fn new(
-        ws: WebSocketStream<S>,
-        engine: Engine,
-        drain: tokio_util::sync::CancellationToken,
-    ) -> Self {
+    fn new(ws: WebSocketStream<S>, engine: Engine, drain: Shutdown) -> Self {
         Session {
             ws,
             engine,
@@ -141,6 +137,7 @@ where
         let ping_every = self.engine.settings().ws_ping;
         let mut ping = ping_every.map(|d| tokio::time::interval_at(Instant::now() + d, d));
         let mut ping_count: u64 = 0;
+        let drain_signal = self.drain.token();
         let far = Duration::from_secs(86_400);
         loop {
             let next_due = self
@@ -160,7 +157,7 @@ where
                         Err(_) => Flow::Stop,
                     }
                 }
-                _ = self.drain.cancelled() => {
+                _ = drain_signal.cancelled() => {
                     let _ = self.flush_events().await;
                     let _ = self.finish_due(true).await;
                     self.close(CloseCode::Away, "server shutting down").await;
@@ -224,7 +221,8 @@ where
             return Flow::Stop;
         }
         if outcome.connects.is_empty() {
-            return self.send_items(&outcome.items).await;
+            let mut items = outcome.items;
+            return self.send_items(&mut items).await;
         }
         self.pending.push(PendingFrame {
             items: outcome.items,
@@ -235,6 +233,13 @@ where
     }
 
     async fn flush_events(&mut self) -> Flow {
+        if self.engine.is_retired() {
+            // The route was removed by a reload: answer what is held (with
+            // handshake advice) and close; the prefix now answers 404.
+            let _ = self.finish_due(true).await;
+            self.close(CloseCode::Away, "route removed").await;
+            return Flow::Stop;
+        }
         let events = self.slot.drain();
         if !events.is_empty() {
             let frame = crate::transport::encode_events(&events);
@@ -262,14 +267,17 @@ where
             for wait in waits {
                 items.extend(wait.finish_stream());
             }
-            if let Flow::Stop = self.send_items(&items).await {
+            if let Flow::Stop = self.send_items(&mut items).await {
                 return Flow::Stop;
             }
         }
         Flow::Continue
     }
 
-    async fn send_items(&mut self, items: &[Item]) -> Flow {
+    async fn send_items(&mut self, items: &mut [Item]) -> Flow {
+        if self.drain.is_draining() {
+            advise_retry_after(items, self.drain.drain_jitter());
+        }
         self.send(crate::transport::encode(items)).await
     }
 
