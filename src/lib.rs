@@ -9,6 +9,7 @@
 //! - [`http`]: the gateway service: route lookup, dispatch, CORS, the client bundle.
 //! - [`routes`]: `routes.toml` parsing and validation, the swappable route table.
 //! - [`net`]: listeners, TLS with SNI and reloadable certificates, HTTP/1.1 and HTTP/2.
+//! - [`upstream`]: routes forwarded to an HTTP upstream (migration from Faye).
 //! - [`admin`]: health, readiness and Prometheus metrics.
 //! - [`reload`]: hot reload of `routes.toml` and certificates (file watch, SIGHUP).
 //! - [`server`]: start-up wiring and the drain; [`shutdown`]: the drain signal.
@@ -34,6 +35,7 @@ pub mod routes;
 pub mod server;
 pub mod shutdown;
 pub mod transport;
+pub mod upstream;
 
 pub use error::Error;
 pub use server::Server;

@@ -192,7 +192,7 @@ impl Reloader {
         let (table, diff) = RouteTable::build(&new, Some(&current));
         self.routes.store(table);
         for route in &diff.removed {
-            route.engine.retire();
+            route.retire();
         }
         for (name, resolver, certs) in cert_updates {
             resolver.replace(certs);

@@ -245,7 +245,7 @@ impl Server {
         self.shutdown.drain();
         let clean = self.shutdown.wait(grace).await;
         for route in self.routes.load().routes() {
-            route.engine.retire();
+            route.retire();
         }
         clean
     }

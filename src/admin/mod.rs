@@ -72,7 +72,7 @@ impl Metrics {
         let per_route: Vec<(String, crate::engine::Stats)> = table
             .routes()
             .iter()
-            .map(|r| (r.prefix.to_string(), r.engine.stats()))
+            .filter_map(|r| r.engine().map(|e| (r.prefix.to_string(), e.stats())))
             .collect();
         let gauge =
             |out: &mut String, name: &str, help: &str, f: &dyn Fn(&crate::engine::Stats) -> u64| {
@@ -238,7 +238,11 @@ fn answer(
             "text/plain; charset=utf-8",
         ),
         "/readyz" => {
-            let retired = routes.load().routes().iter().any(|r| r.engine.is_retired());
+            let retired = routes
+                .load()
+                .routes()
+                .iter()
+                .any(|r| r.engine().is_some_and(|e| e.is_retired()));
             if shutdown.is_draining() {
                 (
                     StatusCode::SERVICE_UNAVAILABLE,

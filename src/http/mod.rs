@@ -17,7 +17,7 @@ use http::header::{ACCEPT, UPGRADE};
 use http::{Method, Request, Response};
 use hyper::body::Incoming;
 
-use crate::routes::{Routes, Target};
+use crate::routes::{Backend, Routes, Target};
 use crate::shutdown::Shutdown;
 use crate::transport::{eventsource, long_polling, websocket};
 pub use response::Body;
@@ -74,7 +74,14 @@ impl Gateway {
         let Some((route, target)) = table.lookup(&path) else {
             return response::not_found();
         };
-        let engine = route.engine.clone();
+        let engine = match &route.backend {
+            Backend::Engine(e) => e.clone(),
+            Backend::Upstream(up) => {
+                let up = up.clone();
+                drop(table);
+                return up.forward(req, &conn, &self.inner.shutdown).await;
+            }
+        };
         drop(table);
 
         let rest = match target {

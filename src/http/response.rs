@@ -8,17 +8,22 @@ use http::{HeaderMap, Response, StatusCode};
 use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Empty, Full};
 
-/// The response body type of every handler.
-pub type Body = BoxBody<Bytes, Infallible>;
+/// The response body type of every handler. The error type is hyper's so a
+/// proxied upstream body can be passed through as it streams.
+pub type Body = BoxBody<Bytes, hyper::Error>;
+
+fn never(e: Infallible) -> hyper::Error {
+    match e {}
+}
 
 /// A complete body.
 pub fn full(bytes: impl Into<Bytes>) -> Body {
-    Full::new(bytes.into()).boxed()
+    Full::new(bytes.into()).map_err(never).boxed()
 }
 
 /// An empty body.
 pub fn empty() -> Body {
-    Empty::new().boxed()
+    Empty::new().map_err(never).boxed()
 }
 
 /// A plain-text response (`text/plain; charset=utf-8`).

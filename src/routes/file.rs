@@ -120,6 +120,8 @@ pub struct RouteSpec {
     pub prefix: String,
     /// Engine tunables (defaults merged with the route's own keys).
     pub settings: EngineSettings,
+    /// Forward to this HTTP upstream instead of serving with an engine.
+    pub upstream: Option<http::Uri>,
 }
 
 /// A validated `routes.toml`.
@@ -157,7 +159,7 @@ tunables!(
     #[derive(Default)]
     RawDefaults {}
 );
-tunables!(RawRoute { prefix: Spanned<String>, });
+tunables!(RawRoute { prefix: Spanned<String>, upstream: Option<Spanned<String>>, });
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -398,7 +400,33 @@ impl Config {
                 ));
             }
             let settings = apply_tunables!(&ctx, r, defaults, &context);
-            routes.push(RouteSpec { prefix, settings });
+            let upstream = match &r.upstream {
+                None => None,
+                Some(u) => {
+                    let uri: http::Uri = u.get_ref().parse().map_err(|_| {
+                        ctx.invalid(
+                            u.span().start,
+                            &context,
+                            "upstream",
+                            "must be a URL such as http://10.0.0.5:9292/faye",
+                        )
+                    })?;
+                    if uri.scheme_str() != Some("http") || uri.authority().is_none() {
+                        return Err(ctx.invalid(
+                            u.span().start,
+                            &context,
+                            "upstream",
+                            "must be an http:// URL with a host",
+                        ));
+                    }
+                    Some(uri)
+                }
+            };
+            routes.push(RouteSpec {
+                prefix,
+                settings,
+                upstream,
+            });
         }
         Ok(Config {
             path: None,

@@ -1,4 +1,5 @@
-//! The live route table: path prefixes mapped to isolated engines.
+//! The live route table: path prefixes mapped to isolated engines, or to an
+//! HTTP upstream (an existing Faye server during a migration).
 //!
 //! [`Routes`] is an `ArcSwap` of an immutable [`RouteTable`]; a request loads it
 //! once and uses that snapshot throughout. [`RouteTable::build`] turns a
@@ -19,14 +20,49 @@ pub use file::{
 };
 
 use crate::engine::Engine;
+use crate::upstream::Upstream;
 
-/// One route: a prefix and the engine that serves it.
+/// What serves a route.
+#[derive(Debug, Clone)]
+pub enum Backend {
+    /// An in-process Bayeux engine.
+    Engine(Engine),
+    /// An HTTP upstream that requests are forwarded to.
+    Upstream(Arc<Upstream>),
+}
+
+/// One route: a prefix and what serves it.
 #[derive(Debug, Clone)]
 pub struct Route {
     /// The path prefix, e.g. `/staging/faye`.
     pub prefix: Arc<str>,
-    /// The route's engine.
-    pub engine: Engine,
+    /// The engine or upstream.
+    pub backend: Backend,
+}
+
+impl Route {
+    /// The engine, for engine routes.
+    pub fn engine(&self) -> Option<&Engine> {
+        match &self.backend {
+            Backend::Engine(e) => Some(e),
+            Backend::Upstream(_) => None,
+        }
+    }
+
+    fn same_backend(&self, other: &Route) -> bool {
+        match (&self.backend, &other.backend) {
+            (Backend::Engine(a), Backend::Engine(b)) => a.same(b),
+            (Backend::Upstream(a), Backend::Upstream(b)) => Arc::ptr_eq(a, b),
+            _ => false,
+        }
+    }
+
+    /// Ends the route's sessions (engine) when it leaves the table.
+    pub fn retire(&self) {
+        if let Backend::Engine(e) = &self.backend {
+            e.retire();
+        }
+    }
 }
 
 /// An immutable snapshot of every route, longest prefix first.
@@ -65,31 +101,39 @@ impl RouteTable {
         let mut routes = Vec::with_capacity(config.routes.len());
         for spec in &config.routes {
             let existing = current.and_then(|t| t.routes.iter().find(|r| *r.prefix == spec.prefix));
-            let engine = match existing {
-                Some(route) => {
-                    if *route.engine.settings() != spec.settings {
-                        route.engine.retune(spec.settings.clone());
+            let backend = match (&spec.upstream, existing.map(|r| &r.backend)) {
+                (None, Some(Backend::Engine(engine))) => {
+                    if *engine.settings() != spec.settings {
+                        engine.retune(spec.settings.clone());
                         diff.retuned.push(spec.prefix.clone());
                     } else {
                         diff.unchanged.push(spec.prefix.clone());
                     }
-                    route.engine.clone()
+                    Backend::Engine(engine.clone())
                 }
-                None => {
+                (Some(url), Some(Backend::Upstream(up))) if up.url() == url => {
+                    diff.unchanged.push(spec.prefix.clone());
+                    Backend::Upstream(up.clone())
+                }
+                (None, _) => {
                     let engine = Engine::new(&spec.prefix, spec.settings.clone());
                     engine.spawn_sweeper();
                     diff.added.push(spec.prefix.clone());
-                    engine
+                    Backend::Engine(engine)
+                }
+                (Some(url), _) => {
+                    diff.added.push(spec.prefix.clone());
+                    Backend::Upstream(Arc::new(Upstream::new(url, &spec.prefix)))
                 }
             };
             routes.push(Route {
                 prefix: Arc::from(spec.prefix.as_str()),
-                engine,
+                backend,
             });
         }
         if let Some(current) = current {
             for route in &current.routes {
-                if !routes.iter().any(|r| r.engine.same(&route.engine)) {
+                if !routes.iter().any(|r| r.same_backend(route)) {
                     diff.removed.push(route.clone());
                 }
             }
@@ -189,8 +233,8 @@ mod tests {
         assert_eq!(diff2.retuned, ["/a"]);
         assert_eq!(diff2.added, ["/c"]);
         assert_eq!(diff2.removed.len(), 1);
-        let old_a = &table.lookup("/a").unwrap().0.engine;
-        let new_a = &table2.lookup("/a").unwrap().0.engine;
+        let old_a = table.lookup("/a").unwrap().0.engine().unwrap();
+        let new_a = table2.lookup("/a").unwrap().0.engine().unwrap();
         assert!(old_a.same(new_a));
     }
 }

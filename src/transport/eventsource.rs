@@ -7,8 +7,6 @@
 //! refused with `400 Unknown client` instead of an empty stream that can never
 //! deliver anything.
 
-use std::convert::Infallible;
-
 use bytes::{Bytes, BytesMut};
 use http::header::{HeaderValue, CACHE_CONTROL, CONTENT_TYPE};
 use http::{Request, Response, StatusCode};
@@ -89,7 +87,7 @@ pub fn serve(
     let stream = futures_util::stream::unfold(rx, |mut rx| async move {
         rx.recv()
             .await
-            .map(|b| (Ok::<_, Infallible>(Frame::data(b)), rx))
+            .map(|b| (Ok::<_, hyper::Error>(Frame::data(b)), rx))
     });
     let mut r = Response::new(StreamBody::new(stream).boxed());
     r.headers_mut()
