@@ -49,6 +49,13 @@ enum Command {
         channel: String,
         /// The message data as JSON, e.g. '{"text":"hi"}'
         data: String,
+        /// Name of an environment variable holding the route's publish secret;
+        /// sent as `Authorization: Bearer` and in `ext.secret`.
+        #[arg(long)]
+        secret_env: Option<String>,
+        /// Extra CA certificate (PEM) to trust for https:// URLs, e.g. a development certificate.
+        #[arg(long)]
+        ca: Option<PathBuf>,
     },
     /// Probe readiness; exit 0 when the admin endpoint answers 200.
     Health {
@@ -99,7 +106,29 @@ fn main() -> ExitCode {
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => runtime.block_on(serve(cli.serve)),
         Command::Check => check(cli.serve.config.as_deref()),
-        Command::Publish { url, channel, data } => runtime.block_on(publish(&url, &channel, &data)),
+        Command::Publish {
+            url,
+            channel,
+            data,
+            secret_env,
+            ca,
+        } => {
+            let secret = match secret_env.map(|var| std::env::var(&var).map_err(|_| var)) {
+                None => None,
+                Some(Ok(v)) => Some(v),
+                Some(Err(var)) => {
+                    eprintln!("environment variable {var} is not set");
+                    return ExitCode::from(EXIT_CONFIG);
+                }
+            };
+            runtime.block_on(publish(
+                &url,
+                &channel,
+                &data,
+                secret.as_deref(),
+                ca.as_deref(),
+            ))
+        }
         Command::Health { url } => runtime.block_on(health(&url)),
     }
 }
@@ -171,29 +200,33 @@ fn check(path: Option<&Path>) -> ExitCode {
     }
 }
 
+/// One HTTP/1.1 request to `url` (http or https), for `health` and `publish`.
 async fn http_request(
     method: &str,
     url: &str,
     body: Option<String>,
+    bearer: Option<&str>,
+    ca: Option<&Path>,
 ) -> Result<(u16, String), String> {
     use http_body_util::{BodyExt, Full};
     let uri: http::Uri = url.parse().map_err(|e| format!("{url}: {e}"))?;
-    if uri.scheme_str() != Some("http") {
-        return Err(format!("{url}: only http:// URLs are supported here"));
-    }
+    let tls = match uri.scheme_str() {
+        Some("http") => false,
+        Some("https") => true,
+        _ => {
+            return Err(format!(
+                "{url}: only http:// and https:// URLs are supported"
+            ))
+        }
+    };
     let host = uri
         .host()
         .ok_or_else(|| format!("{url}: no host"))?
         .to_owned();
-    let port = uri.port_u16().unwrap_or(80);
-    let stream = tokio::net::TcpStream::connect((host.as_str(), port))
+    let port = uri.port_u16().unwrap_or(if tls { 443 } else { 80 });
+    let tcp = tokio::net::TcpStream::connect((host.trim_matches(['[', ']']), port))
         .await
         .map_err(|e| format!("{host}:{port}: {e}"))?;
-    let (mut sender, conn) =
-        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
-            .await
-            .map_err(|e| e.to_string())?;
-    tokio::spawn(conn);
     let mut req = http::Request::builder()
         .method(method)
         .uri(uri.path_and_query().map(|p| p.as_str()).unwrap_or("/"))
@@ -201,10 +234,28 @@ async fn http_request(
     if body.is_some() {
         req = req.header("content-type", "application/json");
     }
+    if let Some(secret) = bearer {
+        req = req.header("authorization", format!("Bearer {secret}"));
+    }
     let req = req
         .body(Full::new(bytes::Bytes::from(body.unwrap_or_default())))
         .map_err(|e| e.to_string())?;
-    let resp = sender.send_request(req).await.map_err(|e| e.to_string())?;
+    let resp = if tls {
+        let stream = tls_connect(tcp, &host, ca).await?;
+        let (mut sender, conn) =
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+                .await
+                .map_err(|e| e.to_string())?;
+        tokio::spawn(conn);
+        sender.send_request(req).await.map_err(|e| e.to_string())?
+    } else {
+        let (mut sender, conn) =
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tcp))
+                .await
+                .map_err(|e| e.to_string())?;
+        tokio::spawn(conn);
+        sender.send_request(req).await.map_err(|e| e.to_string())?
+    };
     let status = resp.status().as_u16();
     let bytes = resp
         .into_body()
@@ -215,8 +266,44 @@ async fn http_request(
     Ok((status, String::from_utf8_lossy(&bytes).into_owned()))
 }
 
+async fn tls_connect(
+    tcp: tokio::net::TcpStream,
+    host: &str,
+    ca: Option<&Path>,
+) -> Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>, String> {
+    use rustls_pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    if let Some(ca) = ca {
+        let pem = std::fs::read(ca).map_err(|e| format!("{}: {e}", ca.display()))?;
+        for cert in rustls_pki_types::CertificateDer::pem_slice_iter(&pem) {
+            let cert = cert.map_err(|e| format!("{}: {e}", ca.display()))?;
+            roots
+                .add(cert)
+                .map_err(|e| format!("{}: {e}", ca.display()))?;
+        }
+    }
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let name = rustls_pki_types::ServerName::try_from(host.trim_matches(['[', ']']).to_owned())
+        .map_err(|e| format!("{host}: {e}"))?;
+    tokio_rustls::TlsConnector::from(std::sync::Arc::new(config))
+        .connect(name, tcp)
+        .await
+        .map_err(|e| format!("{host}: {e}"))
+}
+
 async fn health(url: &str) -> ExitCode {
-    match tokio::time::timeout(Duration::from_secs(5), http_request("GET", url, None)).await {
+    match tokio::time::timeout(
+        Duration::from_secs(5),
+        http_request("GET", url, None, None, None),
+    )
+    .await
+    {
         Ok(Ok((200, _))) => ExitCode::SUCCESS,
         Ok(Ok((status, body))) => {
             eprintln!("{url}: {status} {}", body.trim());
@@ -233,7 +320,13 @@ async fn health(url: &str) -> ExitCode {
     }
 }
 
-async fn publish(url: &str, channel: &str, data: &str) -> ExitCode {
+async fn publish(
+    url: &str,
+    channel: &str,
+    data: &str,
+    secret: Option<&str>,
+    ca: Option<&Path>,
+) -> ExitCode {
     let data: serde_json::Value = match serde_json::from_str(data) {
         Ok(v) => v,
         Err(e) => {
@@ -241,10 +334,14 @@ async fn publish(url: &str, channel: &str, data: &str) -> ExitCode {
             return ExitCode::from(EXIT_CONFIG);
         }
     };
-    let body = serde_json::json!({"channel": channel, "data": data}).to_string();
+    let mut message = serde_json::json!({"channel": channel, "data": data});
+    if let Some(secret) = secret {
+        message["ext"] = serde_json::json!({ "secret": secret });
+    }
+    let body = message.to_string();
     match tokio::time::timeout(
         Duration::from_secs(10),
-        http_request("POST", url, Some(body)),
+        http_request("POST", url, Some(body), secret, ca),
     )
     .await
     {

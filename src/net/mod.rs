@@ -74,7 +74,8 @@ pub async fn serve(
         let limits = limits.clone();
         let metrics = metrics.clone();
         let name = name.clone();
-        shutdown.spawn(async move {
+        let span = tracing::info_span!("conn", listener = %name, %peer);
+        shutdown.spawn(tracing::Instrument::instrument(async move {
             let _permit = permit;
             match tls {
                 None => serve_http(stream, gateway, ConnInfo { peer, tls: false }, &limits, metrics).await,
@@ -94,7 +95,7 @@ pub async fn serve(
                     }
                 }
             }
-        });
+        }, span));
     }
 }
 

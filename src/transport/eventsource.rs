@@ -39,51 +39,55 @@ pub fn serve(
     }
     let (tx, rx) = mpsc::channel::<Bytes>(CHANNEL);
     let drain = shutdown.token();
-    shutdown.spawn(async move {
-        let _gauge = engine.gauge(Transport::EventSource);
-        let ping_every = engine.settings().eventsource_ping;
-        let mut slot = StreamSlot::new();
-        if !slot.bind(&client) {
-            return;
-        }
-        let notify = slot.notify().clone();
-        if tx
-            .send(Bytes::from_static(b"retry: 5000\r\n\r\n"))
-            .await
-            .is_err()
-        {
-            return;
-        }
-        let mut ping =
-            tokio::time::interval_at(tokio::time::Instant::now() + ping_every, ping_every);
-        loop {
-            let events = slot.drain();
-            if slot.bound().is_none() {
-                break;
+    let span = tracing::info_span!("eventsource", route = %engine.name(), client_id = %client.id());
+    shutdown.spawn(tracing::Instrument::instrument(
+        async move {
+            let _gauge = engine.gauge(Transport::EventSource);
+            let ping_every = engine.settings().eventsource_ping;
+            let mut slot = StreamSlot::new();
+            if !slot.bind(&client) {
+                return;
             }
-            if !events.is_empty() {
-                let json = crate::transport::encode_events(&events);
-                let mut chunk = BytesMut::with_capacity(json.len() + 10);
-                chunk.extend_from_slice(b"data: ");
-                chunk.extend_from_slice(&json);
-                chunk.extend_from_slice(b"\r\n\r\n");
-                if tx.send(chunk.freeze()).await.is_err() {
+            let notify = slot.notify().clone();
+            if tx
+                .send(Bytes::from_static(b"retry: 5000\r\n\r\n"))
+                .await
+                .is_err()
+            {
+                return;
+            }
+            let mut ping =
+                tokio::time::interval_at(tokio::time::Instant::now() + ping_every, ping_every);
+            loop {
+                let events = slot.drain();
+                if slot.bound().is_none() {
                     break;
                 }
-            }
-            tokio::select! {
-                _ = notify.notified() => {}
-                _ = ping.tick() => {
-                    if tx.send(Bytes::from_static(b":\r\n\r\n")).await.is_err() {
+                if !events.is_empty() {
+                    let json = crate::transport::encode_events(&events);
+                    let mut chunk = BytesMut::with_capacity(json.len() + 10);
+                    chunk.extend_from_slice(b"data: ");
+                    chunk.extend_from_slice(&json);
+                    chunk.extend_from_slice(b"\r\n\r\n");
+                    if tx.send(chunk.freeze()).await.is_err() {
                         break;
                     }
                 }
-                _ = tx.closed() => break,
-                _ = drain.cancelled() => break,
+                tokio::select! {
+                    _ = notify.notified() => {}
+                    _ = ping.tick() => {
+                        if tx.send(Bytes::from_static(b":\r\n\r\n")).await.is_err() {
+                            break;
+                        }
+                    }
+                    _ = tx.closed() => break,
+                    _ = drain.cancelled() => break,
+                }
             }
-        }
-        slot.unbind();
-    });
+            slot.unbind();
+        },
+        span,
+    ));
     let stream = futures_util::stream::unfold(rx, |mut rx| async move {
         rx.recv()
             .await
