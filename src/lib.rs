@@ -28,6 +28,7 @@ pub mod admin;
 pub mod bayeux;
 pub mod engine;
 pub mod error;
+pub mod fuzzing;
 pub mod http;
 pub mod net;
 pub mod reload;

@@ -1,0 +1,6 @@
+#![no_main]
+//! Fuzz target: see `bayeux_edge::fuzzing::batch`.
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| {
+    bayeux_edge::fuzzing::batch(data);
+});

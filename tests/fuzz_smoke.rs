@@ -1,0 +1,81 @@
+//! A bounded, seeded run of the fuzz entry points on stable Rust, so every test
+//! run exercises them: mutations of the committed corpus plus random bytes.
+//! (`fuzz/` holds the same targets for coverage-guided runs with cargo-fuzz.)
+
+use std::path::Path;
+
+fn corpus(target: &str) -> Vec<Vec<u8>> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fuzz/corpus")
+        .join(target);
+    let mut out = Vec::new();
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for e in entries.flatten() {
+            if let Ok(bytes) = std::fs::read(e.path()) {
+                out.push(bytes);
+            }
+        }
+    }
+    assert!(!out.is_empty(), "corpus for {target} is empty");
+    out
+}
+
+fn mutate(rng: &mut fastrand::Rng, seed: &[u8]) -> Vec<u8> {
+    let mut v = seed.to_vec();
+    for _ in 0..rng.usize(1..8) {
+        match rng.u8(0..4) {
+            0 if !v.is_empty() => {
+                let i = rng.usize(..v.len());
+                v[i] = rng.u8(..);
+            }
+            1 if !v.is_empty() => {
+                let i = rng.usize(..v.len());
+                v.remove(i);
+            }
+            2 => {
+                let i = rng.usize(..=v.len());
+                let b = *b"{}[]\",:/*\\0n";
+                v.insert(i, b[rng.usize(..b.len())]);
+            }
+            _ => {
+                if !v.is_empty() {
+                    let a = rng.usize(..v.len());
+                    let b = rng.usize(a..v.len());
+                    let piece = v[a..b].to_vec();
+                    let at = rng.usize(..=v.len());
+                    v.splice(at..at, piece);
+                }
+            }
+        }
+    }
+    v
+}
+
+fn run(target: &str, f: fn(&[u8]), rounds: usize) {
+    let seeds = corpus(target);
+    let mut rng = fastrand::Rng::with_seed(0x5eed_0000 + target.len() as u64);
+    for seed in &seeds {
+        f(seed);
+    }
+    for _ in 0..rounds {
+        let seed = &seeds[rng.usize(..seeds.len())];
+        f(&mutate(&mut rng, seed));
+        let random: Vec<u8> = (0..rng.usize(0..64)).map(|_| rng.u8(..)).collect();
+        f(&random);
+    }
+}
+
+#[test]
+fn bayeux_batch_never_panics() {
+    run("bayeux_batch", bayeux_edge::fuzzing::batch, 3000);
+}
+
+#[test]
+fn channel_never_panics() {
+    run("channel", bayeux_edge::fuzzing::channel, 5000);
+}
+
+#[test]
+fn routes_toml_never_panics() {
+    run("routes_toml", bayeux_edge::fuzzing::routes_toml, 300);
+}
