@@ -13,7 +13,7 @@ use crate::routes::{Config, RouteTable};
 pub fn batch(data: &[u8]) {
     let Ok(batch) = parse_batch(data) else { return };
     let engine = Engine::new("/fuzz", EngineSettings::default());
-    let outcome = engine.process(batch, &mut Ctx::http());
+    let outcome = engine.process(batch, &mut Ctx::http(None));
     let mut items: Vec<Item> = outcome.items;
     // Connects are not awaited here; dropping them must release cleanly.
     drop(outcome.connects);

@@ -31,7 +31,7 @@ struct ServeArgs {
     #[arg(long, env = "BAYEUX_EDGE_CONFIG", global = true)]
     config: Option<PathBuf>,
     /// Write a JSON document with the pid and bound addresses here once listening.
-    #[arg(long)]
+    #[arg(long, global = true)]
     ready_file: Option<PathBuf>,
 }
 

@@ -35,6 +35,46 @@ use crate::bayeux::{channel, client_id};
 use client::QueueLimits;
 use subscriptions::Index;
 
+/// A shared secret, compared in constant time and never printed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(Arc<str>);
+
+impl Secret {
+    /// Wraps a secret value.
+    pub fn new(value: &str) -> Self {
+        Secret(Arc::from(value))
+    }
+
+    /// True when `presented` equals the secret; the time taken depends only on
+    /// the lengths, not on where the first difference is.
+    pub fn matches(&self, presented: &str) -> bool {
+        let (a, b) = (self.0.as_bytes(), presented.as_bytes());
+        if a.len() != b.len() {
+            return false;
+        }
+        a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(..)")
+    }
+}
+
+/// Who may publish on a route.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum PublishPolicy {
+    /// Anyone, as Faye (the default).
+    #[default]
+    Open,
+    /// Only requests presenting the secret, in `ext.secret` or an
+    /// `Authorization: Bearer` header; the secret is removed before delivery.
+    Secret(Secret),
+    /// Nobody: every publish is refused with `403 Forbidden channel`.
+    Deny,
+}
+
 /// Tunables of one engine. Defaults follow Faye where Faye has one and are
 /// bounded where Faye is not.
 #[derive(Debug, Clone, PartialEq)]
@@ -57,6 +97,8 @@ pub struct EngineSettings {
     pub ws_ping: Option<Duration>,
     /// EventSource keep-alive comment interval. Default 10 s, as Faye.
     pub eventsource_ping: Duration,
+    /// Who may publish. Default: anyone.
+    pub publish: PublishPolicy,
 }
 
 impl Default for EngineSettings {
@@ -71,6 +113,7 @@ impl Default for EngineSettings {
             max_clients: 100_000,
             ws_ping: None,
             eventsource_ping: Duration::from_secs(10),
+            publish: PublishPolicy::Open,
         }
     }
 }
@@ -509,5 +552,114 @@ impl Engine {
             .counters
             .disconnected
             .fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bayeux::parse_batch;
+    use serde_json::json;
+
+    fn run(engine: &Engine, body: serde_json::Value, bearer: Option<&str>) -> Vec<Value> {
+        let batch = parse_batch(body.to_string().as_bytes()).unwrap();
+        let out = engine.process(batch, &mut Ctx::http(bearer));
+        out.items
+            .into_iter()
+            .map(|i| match i {
+                Item::Reply(m) => Value::Object(m),
+                Item::Event(b) => serde_json::from_slice(&b).unwrap(),
+            })
+            .collect()
+    }
+
+    fn subscriber(engine: &Engine, channel: &str) -> Arc<Client> {
+        let hs = run(
+            engine,
+            json!({"channel": "/meta/handshake", "version": "1.0", "supportedConnectionTypes": ["long-polling"]}),
+            None,
+        );
+        let id = hs[0]["clientId"].as_str().unwrap().to_owned();
+        run(
+            engine,
+            json!({"channel": "/meta/subscribe", "clientId": id, "subscription": channel}),
+            None,
+        );
+        engine.client(&id).unwrap()
+    }
+
+    #[tokio::test]
+    async fn secret_policy_checks_and_strips_the_secret() {
+        let settings = EngineSettings {
+            publish: PublishPolicy::Secret(Secret::new("s3cret")),
+            ..EngineSettings::default()
+        };
+        let engine = Engine::new("/t", settings);
+        let sub = subscriber(&engine, "/a");
+        let r = run(&engine, json!({"channel": "/a", "data": 1}), None);
+        assert_eq!(r[0]["error"], "403::Authentication required");
+        let r = run(
+            &engine,
+            json!({"channel": "/a", "data": 1, "ext": {"secret": "wrong"}}),
+            None,
+        );
+        assert_eq!(r[0]["successful"], false);
+        assert_eq!(sub.queued(), 0);
+        let r = run(
+            &engine,
+            json!({"channel": "/a", "data": 2, "ext": {"secret": "s3cret"}}),
+            None,
+        );
+        assert_eq!(r[0]["successful"], true);
+        let r = run(
+            &engine,
+            json!({"channel": "/a", "data": 3, "ext": {"secret": "x", "keep": 1}}),
+            Some("s3cret"),
+        );
+        assert_eq!(
+            r[0]["successful"], false,
+            "a wrong ext secret is not rescued by the header"
+        );
+        let r = run(
+            &engine,
+            json!({"channel": "/a", "data": 4, "ext": {"keep": 1}}),
+            Some("s3cret"),
+        );
+        assert_eq!(r[0]["successful"], true);
+        let events: Vec<Value> = sub
+            .drain_unowned()
+            .iter()
+            .map(|b| serde_json::from_slice(b).unwrap())
+            .collect();
+        assert_eq!(
+            events,
+            vec![
+                json!({"channel": "/a", "data": 2}),
+                json!({"channel": "/a", "data": 4, "ext": {"keep": 1}})
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn deny_policy_refuses_every_publish() {
+        let settings = EngineSettings {
+            publish: PublishPolicy::Deny,
+            ..EngineSettings::default()
+        };
+        let engine = Engine::new("/t", settings);
+        let r = run(
+            &engine,
+            json!({"channel": "/a", "data": 1}),
+            Some("anything"),
+        );
+        assert_eq!(r[0]["error"], "403:/a:Forbidden channel");
+    }
+
+    #[test]
+    fn secrets_compare_exactly_and_never_print() {
+        let s = Secret::new("abc");
+        assert!(s.matches("abc"));
+        assert!(!s.matches("abd") && !s.matches("ab") && !s.matches(""));
+        assert_eq!(format!("{s:?}"), "Secret(..)");
     }
 }

@@ -15,7 +15,7 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use super::client::{Client, Owner, Waiter};
-use super::Engine;
+use super::{Engine, PublishPolicy};
 use crate::bayeux::message::{finish, reply_skeleton, str_field, truthy};
 use crate::bayeux::{channel, error, meta, Batch, BAYEUX_VERSION, CONNECTION_TYPES};
 
@@ -127,12 +127,18 @@ impl Drop for StreamSlot {
 pub struct Ctx<'a> {
     /// The stream the batch arrived on (WebSocket), or `None` for an HTTP request.
     pub stream: Option<&'a mut StreamSlot>,
+    /// The bearer token of the request's `Authorization` header (for a
+    /// WebSocket, the upgrade request's), checked by the `secret` publish policy.
+    pub bearer: Option<&'a str>,
 }
 
-impl Ctx<'_> {
+impl<'a> Ctx<'a> {
     /// Context of a plain HTTP request.
-    pub fn http() -> Ctx<'static> {
-        Ctx { stream: None }
+    pub fn http(bearer: Option<&'a str>) -> Ctx<'a> {
+        Ctx {
+            stream: None,
+            bearer,
+        }
     }
 }
 
@@ -358,7 +364,9 @@ impl Engine {
                         out.items.push(Item::Reply(reply));
                     }
                 },
-                _ => out.items.push(Item::Reply(self.publish_message(message))),
+                _ => out
+                    .items
+                    .push(Item::Reply(self.publish_message(message, ctx.bearer))),
             }
         }
         out
@@ -568,7 +576,11 @@ impl Engine {
         reply
     }
 
-    fn publish_message(&self, mut message: Map<String, Value>) -> Map<String, Value> {
+    fn publish_message(
+        &self,
+        mut message: Map<String, Value>,
+        bearer: Option<&str>,
+    ) -> Map<String, Value> {
         let mut reply = reply_skeleton(&message);
         let name = str_field(&message, "channel").map(str::to_owned);
         let valid = name.as_deref().is_some_and(channel::is_name);
@@ -577,6 +589,31 @@ impl Engine {
         }
         if !message.contains_key("data") {
             set_error(&mut reply, error::parameter_missing("data"));
+        }
+        if !reply.contains_key("error") {
+            match &self.settings().publish {
+                PublishPolicy::Open => {}
+                PublishPolicy::Deny => {
+                    set_error(&mut reply, error::channel_forbidden(message.get("channel")));
+                }
+                PublishPolicy::Secret(secret) => {
+                    let in_ext = message
+                        .get("ext")
+                        .and_then(|e| e.get("secret"))
+                        .and_then(Value::as_str);
+                    let presented = in_ext.or(bearer);
+                    if !presented.is_some_and(|p| secret.matches(p)) {
+                        set_error(&mut reply, "403::Authentication required".to_owned());
+                    }
+                }
+            }
+        }
+        // The secret is a credential: it never reaches subscribers.
+        if let Some(Value::Object(ext)) = message.get_mut("ext") {
+            ext.remove("secret");
+            if ext.is_empty() {
+                message.remove("ext");
+            }
         }
         if finish(&mut reply) {
             if let Some(name) = name {

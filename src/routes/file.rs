@@ -12,7 +12,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use toml::Spanned;
 
-use crate::engine::EngineSettings;
+use crate::engine::{EngineSettings, PublishPolicy, Secret};
 
 /// A `routes.toml` that could not be read or is not valid.
 #[derive(Debug, thiserror::Error)]
@@ -151,6 +151,8 @@ macro_rules! tunables {
             max_clients: Option<Spanned<u64>>,
             ws_ping_secs: Option<Spanned<f64>>,
             eventsource_ping_secs: Option<Spanned<f64>>,
+            publish: Option<Spanned<String>>,
+            publish_secret_env: Option<Spanned<String>>,
         }
     };
 }
@@ -325,8 +327,55 @@ macro_rules! apply_tunables {
         if let Some(v) = &raw.eventsource_ping_secs {
             s.eventsource_ping = secs(ctx, v, context, "eventsource_ping_secs", 0.1, 3600.0)?;
         }
+        if raw.publish.is_some() || raw.publish_secret_env.is_some() {
+            s.publish = publish_policy(
+                ctx,
+                raw.publish.as_ref(),
+                raw.publish_secret_env.as_ref(),
+                context,
+            )?;
+        }
         s
     }};
+}
+
+fn publish_policy(
+    ctx: &Ctx<'_>,
+    policy: Option<&Spanned<String>>,
+    secret_env: Option<&Spanned<String>>,
+    context: &str,
+) -> Result<PublishPolicy, ConfigError> {
+    let at = policy.or(secret_env).map(|v| v.span().start).unwrap_or(0);
+    match policy.map(|p| p.get_ref().as_str()) {
+        Some("open") | Some("deny") if secret_env.is_some() => Err(ctx.invalid(
+            at,
+            context,
+            "publish_secret_env",
+            "only applies with publish = \"secret\"",
+        )),
+        Some("open") => Ok(PublishPolicy::Open),
+        Some("deny") => Ok(PublishPolicy::Deny),
+        Some("secret") | None => {
+            let Some(var) = secret_env else {
+                return Err(ctx.invalid(at, context, "publish_secret_env", "publish = \"secret\" needs the name of the environment variable holding the secret"));
+            };
+            match std::env::var(var.get_ref()) {
+                Ok(v) if !v.is_empty() => Ok(PublishPolicy::Secret(Secret::new(&v))),
+                _ => Err(ctx.invalid(
+                    var.span().start,
+                    context,
+                    "publish_secret_env",
+                    format!("environment variable {} is not set or empty", var.get_ref()),
+                )),
+            }
+        }
+        Some(_) => Err(ctx.invalid(
+            at,
+            context,
+            "publish",
+            "must be \"open\", \"secret\" or \"deny\"",
+        )),
+    }
 }
 
 /// Checks a route prefix: `/` alone, or `/`-separated non-empty segments of
@@ -574,6 +623,26 @@ mod tests {
             assert!(err.to_string().contains("prefix"), "{bad}");
         }
         assert!(parse("[[route]]\nprefix = \"/a\"\n[[route]]\nprefix = \"/a\"\n").is_err());
+    }
+
+    #[test]
+    fn publish_policies() {
+        // PATH is set in every test environment; its value stands in for a secret.
+        let c = parse(
+            "[[route]]\nprefix = \"/a\"\npublish = \"secret\"\npublish_secret_env = \"PATH\"\n",
+        )
+        .unwrap();
+        assert!(matches!(
+            c.routes[0].settings.publish,
+            PublishPolicy::Secret(_)
+        ));
+        let c = parse("[defaults]\npublish = \"deny\"\n[[route]]\nprefix = \"/a\"\n").unwrap();
+        assert_eq!(c.routes[0].settings.publish, PublishPolicy::Deny);
+        let err = parse("[[route]]\nprefix = \"/a\"\npublish = \"secret\"\n").unwrap_err();
+        assert!(err.to_string().contains("publish_secret_env"), "{err}");
+        let err = parse("[[route]]\nprefix = \"/a\"\npublish = \"secret\"\npublish_secret_env = \"BAYEUX_EDGE_TEST_UNSET_VARIABLE\"\n").unwrap_err();
+        assert!(err.to_string().contains("is not set"), "{err}");
+        assert!(parse("[[route]]\nprefix = \"/a\"\npublish = \"maybe\"\n").is_err());
     }
 
     #[test]

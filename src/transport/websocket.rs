@@ -66,6 +66,7 @@ pub fn upgrade(
     let accept = derive_accept_key(key.as_bytes());
     let drain = shutdown.clone();
     let peer = conn.peer;
+    let bearer = crate::transport::long_polling::bearer(req.headers()).map(str::to_owned);
     shutdown.spawn(async move {
         match hyper::upgrade::on(req).await {
             Ok(upgraded) => {
@@ -81,7 +82,14 @@ pub fn upgrade(
                     Some(config),
                 )
                 .await;
-                Session::new(ws, engine, drain).run().await;
+                let span = tracing::info_span!(
+                    "websocket",
+                    route = %engine.name(),
+                    client_id = tracing::field::Empty
+                );
+                let mut session = Session::new(ws, engine, drain);
+                session.bearer = bearer;
+                tracing::Instrument::instrument(session.run(), span).await;
             }
             Err(e) => tracing::debug!(%peer, error = %e, "websocket upgrade failed"),
         }
@@ -110,6 +118,7 @@ struct Session<S> {
     slot: StreamSlot,
     pending: Vec<PendingFrame>,
     drain: Shutdown,
+    bearer: Option<String>,
 }
 
 enum Flow {
@@ -128,6 +137,7 @@ where
             slot: StreamSlot::new(),
             pending: Vec::new(),
             drain,
+            bearer: None,
         }
     }
 
@@ -198,12 +208,19 @@ where
                 return Flow::Continue;
             }
         };
+        let before = self.slot.bound().map(|c| c.id().to_owned());
         let outcome = self.engine.process(
             batch,
             &mut Ctx {
                 stream: Some(&mut self.slot),
+                bearer: self.bearer.as_deref(),
             },
         );
+        if let Some(client) = self.slot.bound() {
+            if before.as_deref() != Some(client.id()) {
+                tracing::Span::current().record("client_id", client.id());
+            }
+        }
         // A new connect for a client answers any connect of that client still held here.
         for wait in &outcome.connects {
             for frame in &mut self.pending {
