@@ -83,7 +83,9 @@ fn load_config(path: Option<&Path>) -> Result<Config, bayeux_edge::routes::Confi
 
 fn init_tracing(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        // rustls warns about every client that sends an IP address as SNI (the Node
+        // Faye client does); that is the client's quirk, not an operational fault.
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,rustls=error"));
     let builder = tracing_subscriber::fmt().with_env_filter(filter);
     match format {
         LogFormat::Json => builder.json().init(),

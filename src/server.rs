@@ -56,7 +56,12 @@ impl Server {
                 "the Faye browser bundle is not available: {{prefix}}/client.js will answer 404"
             );
         }
-        let gateway = Gateway::new(routes.clone(), client, shutdown.clone());
+        let gateway = Gateway::new(
+            routes.clone(),
+            client,
+            shutdown.clone(),
+            config.server.header_read_timeout,
+        );
         let limits = ListenerLimits {
             max_connections: config.server.max_connections,
             tls_handshake_timeout: config.server.tls_handshake_timeout,

@@ -193,6 +193,11 @@ impl Client {
         }
     }
 
+    /// True when a WebSocket or EventSource stream owns delivery.
+    pub(crate) fn has_stream_owner(&self) -> bool {
+        matches!(self.state.lock().owner, Owner::Stream(_))
+    }
+
     /// True if `generation` owns delivery.
     pub(crate) fn owns(&self, generation: u64) -> bool {
         self.state.lock().owner.waiter().map(|w| w.generation) == Some(generation)

@@ -150,6 +150,8 @@ enum Mode {
     Poll(Waiter),
     /// A connect on a bound stream: only a timer; events go to the stream.
     Stream(u64),
+    /// An HTTP connect beside a stream that owns delivery: only a timer.
+    Heartbeat,
 }
 
 /// A `/meta/connect` that has been accepted and must be answered later.
@@ -192,7 +194,7 @@ impl ConnectWait {
                 let events = self.client.drain_unowned();
                 return self.answer(events);
             }
-            Mode::Stream(_) => {
+            Mode::Stream(_) | Mode::Heartbeat => {
                 tokio::select! {
                     _ = tokio::time::sleep_until(self.deadline) => {}
                     _ = &mut stop => {}
@@ -482,6 +484,11 @@ impl Engine {
                 Mode::Stream(generation)
             }
             None if eventsource => Mode::Immediate,
+            // A stream (EventSource, WebSocket) already delivers for this client:
+            // a long-poll beside it is only a heartbeat and must not take the
+            // stream's place. The Faye browser client sends exactly this while
+            // its EventSource opens.
+            None if client.has_stream_owner() => Mode::Heartbeat,
             None => {
                 let waiter = Waiter::new(Arc::new(Notify::new()));
                 client.take_ownership(waiter.clone(), false);

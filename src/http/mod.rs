@@ -12,6 +12,7 @@ pub mod static_client;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use http::header::{ACCEPT, UPGRADE};
 use http::{Method, Request, Response};
@@ -37,6 +38,8 @@ struct Inner {
     routes: Routes,
     client: StaticClient,
     shutdown: Shutdown,
+    /// Time allowed to receive a request body once the headers arrived.
+    body_timeout: Duration,
 }
 
 /// The client-facing service (cheap to clone).
@@ -47,12 +50,18 @@ pub struct Gateway {
 
 impl Gateway {
     /// A gateway over `routes`, serving `client` files, tracking sessions in `shutdown`.
-    pub fn new(routes: Routes, client: StaticClient, shutdown: Shutdown) -> Self {
+    pub fn new(
+        routes: Routes,
+        client: StaticClient,
+        shutdown: Shutdown,
+        body_timeout: Duration,
+    ) -> Self {
         Gateway {
             inner: Arc::new(Inner {
                 routes,
                 client,
                 shutdown,
+                body_timeout,
             }),
         }
     }
@@ -119,7 +128,9 @@ impl Gateway {
                     long_polling::get(req, engine, &self.inner.shutdown).await
                 }
             }
-            Method::POST => long_polling::post(req, engine, &self.inner.shutdown).await,
+            Method::POST => {
+                long_polling::post(req, engine, &self.inner.shutdown, self.inner.body_timeout).await
+            }
             _ => response::bad_request(),
         }
     }

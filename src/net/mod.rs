@@ -14,7 +14,7 @@ use std::time::Duration;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
@@ -109,6 +109,20 @@ async fn serve_http<S>(
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let shutdown = gateway.shutdown().clone();
+    // hyper's header timeout only starts once the protocol (h1 or h2) is known,
+    // so a peer that connects and never sends a byte would hold its connection
+    // slot forever. Wait for the first byte under the same bound. A one-byte
+    // buffer: later reads bypass it, so it costs nothing per connection.
+    let mut stream = tokio::io::BufReader::with_capacity(1, stream);
+    let spoke = tokio::select! {
+        r = tokio::time::timeout(limits.header_read_timeout, stream.fill_buf()) => {
+            matches!(r, Ok(Ok(first)) if !first.is_empty())
+        }
+        _ = shutdown.draining() => false,
+    };
+    if !spoke {
+        return;
+    }
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()

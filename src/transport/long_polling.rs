@@ -16,7 +16,7 @@ use hyper::body::Incoming;
 use crate::bayeux::parse_batch;
 use crate::engine::{advise_retry_after, Ctx, Engine, Transport};
 use crate::http::cors;
-use crate::http::response::{bad_request, bayeux_headers, full, too_large, Body};
+use crate::http::response::{bad_request, bayeux_headers, full, text, too_large, Body};
 use crate::shutdown::Shutdown;
 
 /// The default JSONP callback name when `jsonp` is absent.
@@ -42,13 +42,21 @@ pub fn valid_callback(name: &str) -> bool {
 
 /// `POST {prefix}…`: JSON when the content type is `application/json`, a form
 /// with a `message` field otherwise.
-pub async fn post(req: Request<Incoming>, engine: Engine, shutdown: &Shutdown) -> Response<Body> {
+pub async fn post(
+    req: Request<Incoming>,
+    engine: Engine,
+    shutdown: &Shutdown,
+    body_timeout: std::time::Duration,
+) -> Response<Body> {
     let limit = engine.settings().max_message_bytes;
     let (parts, body) = req.into_parts();
-    let bytes = match Limited::new(body, limit).collect().await {
-        Ok(collected) => collected.to_bytes(),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => return too_large(),
-        Err(_) => return bad_request(),
+    // A body that stalls would otherwise hold the connection forever.
+    let collected = tokio::time::timeout(body_timeout, Limited::new(body, limit).collect()).await;
+    let bytes = match collected {
+        Ok(Ok(collected)) => collected.to_bytes(),
+        Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => return too_large(),
+        Ok(Err(_)) => return bad_request(),
+        Err(_) => return text(http::StatusCode::REQUEST_TIMEOUT, "Request timeout"),
     };
     let is_json = parts
         .headers
