@@ -69,10 +69,12 @@ impl Shutdown {
     }
 
     /// A reconnect delay for one client during the drain: uniformly spread over
-    /// the first half of `grace`, capped at 10 s, so clients do not all come back
-    /// in the same instant.
+    /// a quarter of `grace`, capped at 5 s, so clients do not all come back in
+    /// the same instant. A quarter, because Faye clients keep the interval for
+    /// their next handshake too: the new instance's `401` advice carries none,
+    /// so a client waits it twice before it is served again.
     pub fn jitter(grace: Duration) -> Duration {
-        let span = (grace / 2).min(Duration::from_secs(10));
+        let span = (grace / 4).min(Duration::from_secs(5));
         span.mul_f64(fastrand::f64())
     }
 
