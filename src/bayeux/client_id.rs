@@ -1,21 +1,18 @@
-//! Client ids in Faye's format: 160 bits from the operating system's CSPRNG,
-//! written in base 36 and left-padded with `0` to 31 characters.
+//! Client ids in Faye's format: 160 bits from a cryptographically secure
+//! generator, written in base 36 and left-padded with `0` to 31 characters.
 
 /// Length of every generated client id.
 pub const CLIENT_ID_LEN: usize = 31;
 
 /// A fresh random client id such as `b402jxy4hyata2xl8q1v1f8vprhfudr`.
 ///
-/// Falls back to a time-and-counter based seed only if the OS generator fails,
-/// which on Linux means `getrandom(2)` itself is unavailable.
+/// The bits come from the thread-local ChaCha generator that the operating
+/// system seeds and periodically reseeds: as unpredictable as reading the OS
+/// generator, without a system call per handshake.
 pub fn generate() -> String {
+    use rand::RngCore;
     let mut bytes = [0u8; 20];
-    if getrandom::fill(&mut bytes).is_err() {
-        for chunk in bytes.chunks_mut(8) {
-            let v = fastrand::u64(..).to_le_bytes();
-            chunk.copy_from_slice(&v[..chunk.len()]);
-        }
-    }
+    rand::rng().fill_bytes(&mut bytes);
     encode_base36(bytes)
 }
 

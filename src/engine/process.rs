@@ -29,7 +29,8 @@ const COALESCE: Duration = Duration::from_millis(1);
 pub enum Item {
     /// A reply message.
     Reply(Map<String, Value>),
-    /// A delivered event, already JSON.
+    /// A delivered event (or replies encoded earlier): JSON written verbatim
+    /// as one or more comma-separated array elements.
     Event(Bytes),
 }
 
@@ -159,7 +160,10 @@ enum Mode {
 pub struct ConnectWait {
     engine: Engine,
     client: Arc<Client>,
-    reply: Map<String, Value>,
+    /// The request's `id`, echoed when truthy.
+    id: Option<Value>,
+    /// The request asked for `connectionType: "eventsource"` (advice differs).
+    eventsource: bool,
     deadline: Instant,
     mode: Mode,
 }
@@ -265,11 +269,20 @@ impl ConnectWait {
 
     fn answer(&mut self, events: Vec<Bytes>) -> Vec<Item> {
         let mut items = Vec::with_capacity(1 + events.len());
-        let mut reply = std::mem::take(&mut self.reply);
-        if self.engine.is_retired() {
-            // The route was removed or replaced: tell the client to start over.
-            reply.insert("advice".to_owned(), json!({"reconnect": "handshake"}));
+        let mut reply = Map::new();
+        if let Some(id) = self.id.take() {
+            reply.insert("id".to_owned(), id);
         }
+        reply.insert("clientId".to_owned(), json!(&*self.client.id));
+        reply.insert("channel".to_owned(), json!(meta::CONNECT));
+        reply.insert("successful".to_owned(), Value::Bool(true));
+        let advice = if self.engine.is_retired() {
+            // The route was removed or replaced: tell the client to start over.
+            json!({"reconnect": "handshake"})
+        } else {
+            advice(&self.engine, true, self.eventsource)
+        };
+        reply.insert("advice".to_owned(), advice);
         items.push(Item::Reply(reply));
         items.extend(events.into_iter().map(Item::Event));
         if let Mode::Poll(w) = &self.mode {
@@ -467,8 +480,9 @@ impl Engine {
                 return Err(reply);
             }
         };
-        finish(&mut reply);
-        reply.insert("advice".to_owned(), advice(self, true, eventsource));
+        // The reply is rebuilt when the connect is answered: a held connect then
+        // costs a few words instead of a map of small allocations.
+        let id = reply.remove("id");
 
         let expires_at = self.ping(&client);
         let hold = if eventsource {
@@ -498,7 +512,8 @@ impl Engine {
         Ok(ConnectWait {
             engine: self.clone(),
             client,
-            reply,
+            id,
+            eventsource,
             deadline,
             mode,
         })

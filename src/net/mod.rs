@@ -5,15 +5,17 @@
 //! handshakes and request headers are bounded by timeouts, so a silent peer
 //! cannot hold a slot. When the drain starts the accept loop stops, and every
 //! HTTP connection is asked to finish its in-flight requests and close.
+//! Plain listeners speak HTTP/1.1; TLS listeners speak what ALPN chose (`h2`
+//! or `http/1.1`), so no bytes are spent sniffing the protocol.
 
 pub mod tls;
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use hyper::server::conn::{http1, http2};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
@@ -74,15 +76,16 @@ pub async fn serve(
         let limits = limits.clone();
         let metrics = metrics.clone();
         let name = name.clone();
-        let span = tracing::info_span!("conn", listener = %name, %peer);
+        let span = tracing::debug_span!("conn", listener = %name, %peer);
         shutdown.spawn(tracing::Instrument::instrument(async move {
             let _permit = permit;
             match tls {
-                None => serve_http(stream, gateway, ConnInfo { peer, tls: false }, &limits, metrics).await,
+                None => serve_http(stream, false, gateway, ConnInfo { peer, tls: false }, &limits, metrics).await,
                 Some(acceptor) => {
                     match tokio::time::timeout(limits.tls_handshake_timeout, acceptor.accept(stream)).await {
                         Ok(Ok(stream)) => {
-                            serve_http(stream, gateway, ConnInfo { peer, tls: true }, &limits, metrics).await
+                            let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
+                            serve_http(stream, h2, gateway, ConnInfo { peer, tls: true }, &limits, metrics).await
                         }
                         Ok(Err(e)) => {
                             metrics.tls_failure();
@@ -101,6 +104,7 @@ pub async fn serve(
 
 async fn serve_http<S>(
     stream: S,
+    h2: bool,
     gateway: Gateway,
     info: ConnInfo,
     limits: &ListenerLimits,
@@ -109,27 +113,6 @@ async fn serve_http<S>(
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let shutdown = gateway.shutdown().clone();
-    // hyper's header timeout only starts once the protocol (h1 or h2) is known,
-    // so a peer that connects and never sends a byte would hold its connection
-    // slot forever. Wait for the first byte under the same bound. A one-byte
-    // buffer: later reads bypass it, so it costs nothing per connection.
-    let mut stream = tokio::io::BufReader::with_capacity(1, stream);
-    let spoke = tokio::select! {
-        r = tokio::time::timeout(limits.header_read_timeout, stream.fill_buf()) => {
-            matches!(r, Ok(Ok(first)) if !first.is_empty())
-        }
-        _ = shutdown.draining() => false,
-    };
-    if !spoke {
-        return;
-    }
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(limits.header_read_timeout)
-        .keep_alive(true);
-    builder.http2().timer(TokioTimer::new());
     let peer = info.peer;
     let service = service_fn(move |req| {
         let gateway = gateway.clone();
@@ -142,7 +125,48 @@ async fn serve_http<S>(
             Ok::<_, std::convert::Infallible>(response)
         }
     });
-    let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+    // The protocol is known up front (ALPN on TLS, HTTP/1.1 on plain listeners),
+    // so no bytes are read to sniff it, and hyper's HTTP/1 header timeout covers
+    // a peer that connects and never speaks.
+    if h2 {
+        // HTTP/2 has no header-read timeout of its own: wait for the client's
+        // first byte under the same bound. A one-byte buffer: later reads
+        // bypass it.
+        let mut stream = tokio::io::BufReader::with_capacity(1, stream);
+        let spoke = tokio::select! {
+            r = tokio::time::timeout(limits.header_read_timeout, stream.fill_buf()) => {
+                matches!(r, Ok(Ok(first)) if !first.is_empty())
+            }
+            _ = shutdown.draining() => false,
+        };
+        if !spoke {
+            return;
+        }
+        let mut builder = http2::Builder::new(TokioExecutor::new());
+        builder.timer(TokioTimer::new());
+        let conn = builder.serve_connection(TokioIo::new(stream), service);
+        tokio::pin!(conn);
+        tokio::select! {
+            r = conn.as_mut() => {
+                if let Err(e) = r {
+                    tracing::debug!(%peer, error = %e, "connection ended with an error");
+                }
+            }
+            _ = shutdown.draining() => {
+                conn.as_mut().graceful_shutdown();
+                let _ = conn.await;
+            }
+        }
+        return;
+    }
+    let mut builder = http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout)
+        .keep_alive(true);
+    let conn = builder
+        .serve_connection(TokioIo::new(stream), service)
+        .with_upgrades();
     tokio::pin!(conn);
     tokio::select! {
         r = conn.as_mut() => {

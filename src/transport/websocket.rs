@@ -36,7 +36,7 @@ use crate::http::ConnInfo;
 use crate::shutdown::Shutdown;
 
 /// Bytes tungstenite allocates up front for reading; larger messages grow it.
-const READ_BUFFER: usize = 4096;
+const READ_BUFFER: usize = 1024;
 
 /// Validates an upgrade request, answers `101`, and runs the session on the
 /// upgraded connection as a task the drain waits for.
@@ -82,7 +82,7 @@ pub fn upgrade(
                     Some(config),
                 )
                 .await;
-                let span = tracing::info_span!(
+                let span = tracing::debug_span!(
                     "websocket",
                     route = %engine.name(),
                     client_id = tracing::field::Empty
@@ -107,6 +107,8 @@ pub fn upgrade(
 
 /// The replies of one frame that contained a connect, waiting for it.
 struct PendingFrame {
+    /// The frame's other replies, already encoded: a held connect can wait for
+    /// minutes, and bytes are far smaller than reply maps.
     items: Vec<Item>,
     waits: Vec<ConnectWait>,
     force: bool,
@@ -157,9 +159,11 @@ where
                 .min()
                 .unwrap_or_else(|| Instant::now() + far);
             let flow = tokio::select! {
-                msg = self.ws.next() => self.on_message(msg).await,
+                // Boxed: frame handling is the largest state of this loop, and an idle
+                // socket should not carry it around.
+                msg = self.ws.next() => Box::pin(self.on_message(msg)).await,
                 _ = notify.notified() => self.flush_events().await,
-                _ = tokio::time::sleep_until(next_due) => self.finish_due(false).await,
+                _ = tokio::time::sleep_until(next_due) => Box::pin(self.finish_due(false)).await,
                 _ = async { match ping.as_mut() { Some(p) => { p.tick().await; } None => std::future::pending().await } } => {
                     ping_count += 1;
                     match self.ws.send(Message::Ping(Bytes::from(ping_count.to_string()))).await {
@@ -167,18 +171,20 @@ where
                         Err(_) => Flow::Stop,
                     }
                 }
-                _ = drain_signal.cancelled() => {
-                    let _ = self.flush_events().await;
-                    let _ = self.finish_due(true).await;
-                    self.close(CloseCode::Away, "server shutting down").await;
-                    Flow::Stop
-                }
+                _ = drain_signal.cancelled() => Box::pin(self.drain()).await,
             };
             if matches!(flow, Flow::Stop) {
                 break;
             }
         }
         self.slot.unbind();
+    }
+
+    async fn drain(&mut self) -> Flow {
+        let _ = self.flush_events().await;
+        let _ = self.finish_due(true).await;
+        self.close(CloseCode::Away, "server shutting down").await;
+        Flow::Stop
     }
 
     async fn on_message(&mut self, msg: Option<Result<Message, WsError>>) -> Flow {
@@ -241,8 +247,15 @@ where
             let mut items = outcome.items;
             return self.send_items(&mut items).await;
         }
+        let items = if outcome.items.is_empty() {
+            Vec::new()
+        } else {
+            let json = crate::transport::encode(&outcome.items);
+            // Strip the brackets: the elements are spliced into the final frame.
+            vec![Item::Event(json.slice(1..json.len() - 1))]
+        };
         self.pending.push(PendingFrame {
-            items: outcome.items,
+            items,
             waits: outcome.connects,
             force: false,
         });
@@ -251,11 +264,7 @@ where
 
     async fn flush_events(&mut self) -> Flow {
         if self.engine.is_retired() {
-            // The route was removed by a reload: answer what is held (with
-            // handshake advice) and close; the prefix now answers 404.
-            let _ = self.finish_due(true).await;
-            self.close(CloseCode::Away, "route removed").await;
-            return Flow::Stop;
+            return Box::pin(self.retired()).await;
         }
         let events = self.slot.drain();
         if !events.is_empty() {
@@ -265,7 +274,20 @@ where
             }
         }
         // The wake-up may also mean the client went away or was taken over.
-        self.finish_due(false).await
+        // Boxed (and skipped when nothing is held) to keep the session's
+        // resting state small.
+        if self.pending.is_empty() {
+            return Flow::Continue;
+        }
+        Box::pin(self.finish_due(false)).await
+    }
+
+    /// The route was removed by a reload: answer what is held (with handshake
+    /// advice) and close; the prefix now answers 404.
+    async fn retired(&mut self) -> Flow {
+        let _ = self.finish_due(true).await;
+        self.close(CloseCode::Away, "route removed").await;
+        Flow::Stop
     }
 
     async fn finish_due(&mut self, all: bool) -> Flow {
@@ -317,5 +339,22 @@ where
             reason: reason.into(),
         };
         let _ = tokio::time::timeout(Duration::from_secs(2), self.ws.close(Some(frame))).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// Every idle socket carries its session future: keep it small. Frame
+    /// handling, the drain and held-connect completion are boxed for this.
+    #[tokio::test]
+    async fn resting_session_stays_small() {
+        let (a, _b) = tokio::io::duplex(64);
+        let ws =
+            tokio_tungstenite::WebSocketStream::from_raw_socket(a, super::Role::Server, None).await;
+        let engine = crate::engine::Engine::new("/x", Default::default());
+        let session = super::Session::new(ws, engine, crate::shutdown::Shutdown::default());
+        let run = session.run();
+        let size = std::mem::size_of_val(&run);
+        assert!(size <= 1600, "session future grew to {size} bytes");
     }
 }
