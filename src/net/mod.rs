@@ -102,6 +102,26 @@ pub async fn serve(
     }
 }
 
+/// Drives a hyper connection to its end; when the drain starts, asks it to
+/// finish in-flight requests and close. (A macro because hyper's HTTP/1
+/// upgradeable connection and HTTP/2 connection share no trait for this.)
+macro_rules! run_until_drained {
+    ($conn:ident, $shutdown:ident, $peer:ident) => {
+        tokio::pin!($conn);
+        tokio::select! {
+            r = $conn.as_mut() => {
+                if let Err(e) = r {
+                    tracing::debug!(peer = %$peer, error = %e, "connection ended with an error");
+                }
+            }
+            _ = $shutdown.draining() => {
+                $conn.as_mut().graceful_shutdown();
+                let _ = $conn.await;
+            }
+        }
+    };
+}
+
 async fn serve_http<S>(
     stream: S,
     h2: bool,
@@ -145,18 +165,7 @@ async fn serve_http<S>(
         let mut builder = http2::Builder::new(TokioExecutor::new());
         builder.timer(TokioTimer::new());
         let conn = builder.serve_connection(TokioIo::new(stream), service);
-        tokio::pin!(conn);
-        tokio::select! {
-            r = conn.as_mut() => {
-                if let Err(e) = r {
-                    tracing::debug!(%peer, error = %e, "connection ended with an error");
-                }
-            }
-            _ = shutdown.draining() => {
-                conn.as_mut().graceful_shutdown();
-                let _ = conn.await;
-            }
-        }
+        run_until_drained!(conn, shutdown, peer);
         return;
     }
     let mut builder = http1::Builder::new();
@@ -167,16 +176,5 @@ async fn serve_http<S>(
     let conn = builder
         .serve_connection(TokioIo::new(stream), service)
         .with_upgrades();
-    tokio::pin!(conn);
-    tokio::select! {
-        r = conn.as_mut() => {
-            if let Err(e) = r {
-                tracing::debug!(%peer, error = %e, "connection ended with an error");
-            }
-        }
-        _ = shutdown.draining() => {
-            conn.as_mut().graceful_shutdown();
-            let _ = conn.await;
-        }
-    }
+    run_until_drained!(conn, shutdown, peer);
 }
