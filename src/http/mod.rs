@@ -83,6 +83,7 @@ impl Gateway {
         let Some((route, target)) = table.lookup(&path) else {
             return response::not_found();
         };
+        tracing::Span::current().record("route", &*route.prefix);
         let engine = match &route.backend {
             Backend::Engine(e) => e.clone(),
             Backend::Upstream(up) => {

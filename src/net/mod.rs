@@ -76,7 +76,15 @@ pub async fn serve(
         let limits = limits.clone();
         let metrics = metrics.clone();
         let name = name.clone();
-        let span = tracing::debug_span!("conn", listener = %name, %peer);
+        // One span per connection; the gateway records the route, and a
+        // WebSocket or EventSource session its clientId.
+        let span = tracing::info_span!(
+            "conn",
+            listener = %name,
+            %peer,
+            route = tracing::field::Empty,
+            client_id = tracing::field::Empty
+        );
         shutdown.spawn(tracing::Instrument::instrument(async move {
             let _permit = permit;
             match tls {

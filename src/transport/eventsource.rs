@@ -39,8 +39,8 @@ pub fn serve(
     }
     let (tx, rx) = mpsc::channel::<Bytes>(CHANNEL);
     let drain = shutdown.token();
-    let span =
-        tracing::debug_span!("eventsource", route = %engine.name(), client_id = %client.id());
+    let span = tracing::Span::current();
+    span.record("client_id", client.id());
     shutdown.spawn(tracing::Instrument::instrument(
         async move {
             let _gauge = engine.gauge(Transport::EventSource);

@@ -67,6 +67,9 @@ pub fn upgrade(
     let drain = shutdown.clone();
     let peer = conn.peer;
     let bearer = crate::transport::long_polling::bearer(req.headers()).map(str::to_owned);
+    // The session continues the connection's span (listener, peer, route) and
+    // records the clientId on it once a connect binds the socket.
+    let span = tracing::Span::current();
     shutdown.spawn(async move {
         match hyper::upgrade::on(req).await {
             Ok(upgraded) => {
@@ -82,11 +85,6 @@ pub fn upgrade(
                     Some(config),
                 )
                 .await;
-                let span = tracing::debug_span!(
-                    "websocket",
-                    route = %engine.name(),
-                    client_id = tracing::field::Empty
-                );
                 let mut session = Session::new(ws, engine, drain);
                 session.bearer = bearer;
                 tracing::Instrument::instrument(session.run(), span).await;
