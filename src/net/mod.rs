@@ -85,28 +85,33 @@ pub async fn serve(
             route = tracing::field::Empty,
             client_id = tracing::field::Empty
         );
-        shutdown.spawn(tracing::Instrument::instrument(async move {
-            let _permit = permit;
-            match tls {
-                None => serve_http(stream, false, gateway, ConnInfo { peer, tls: false }, &limits, metrics).await,
-                Some(acceptor) => {
-                    match tokio::time::timeout(limits.tls_handshake_timeout, acceptor.accept(stream)).await {
-                        Ok(Ok(stream)) => {
-                            let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
-                            serve_http(stream, h2, gateway, ConnInfo { peer, tls: true }, &limits, metrics).await
-                        }
-                        Ok(Err(e)) => {
-                            metrics.tls_failure();
-                            tracing::debug!(listener = %name, %peer, error = %e, "TLS handshake failed");
-                        }
-                        Err(_) => {
-                            metrics.tls_failure();
-                            tracing::debug!(listener = %name, %peer, "TLS handshake timed out");
-                        }
+        shutdown.spawn(tracing::Instrument::instrument(
+            async move {
+                let _permit = permit;
+                match tls {
+                    None => {
+                        serve_http(
+                            stream,
+                            false,
+                            gateway,
+                            ConnInfo { peer, tls: false },
+                            &limits,
+                            metrics,
+                        )
+                        .await
+                    }
+                    // Boxed: the TLS state is large, and a plain listener's
+                    // connections should not carry room for it.
+                    Some(acceptor) => {
+                        Box::pin(serve_tls(
+                            stream, acceptor, gateway, peer, &name, &limits, metrics,
+                        ))
+                        .await
                     }
                 }
-            }
-        }, span));
+            },
+            span,
+        ));
     }
 }
 
@@ -157,23 +162,16 @@ async fn serve_http<S>(
     // so no bytes are read to sniff it, and hyper's HTTP/1 header timeout covers
     // a peer that connects and never speaks.
     if h2 {
-        // HTTP/2 has no header-read timeout of its own: wait for the client's
-        // first byte under the same bound. A one-byte buffer: later reads
-        // bypass it.
-        let mut stream = tokio::io::BufReader::with_capacity(1, stream);
-        let spoke = tokio::select! {
-            r = tokio::time::timeout(limits.header_read_timeout, stream.fill_buf()) => {
-                matches!(r, Ok(Ok(first)) if !first.is_empty())
-            }
-            _ = shutdown.draining() => false,
-        };
-        if !spoke {
-            return;
-        }
-        let mut builder = http2::Builder::new(TokioExecutor::new());
-        builder.timer(TokioTimer::new());
-        let conn = builder.serve_connection(TokioIo::new(stream), service);
-        run_until_drained!(conn, shutdown, peer);
+        // Boxed: the HTTP/2 connection state is large, and most connections
+        // (every WebSocket among them) are HTTP/1.1.
+        Box::pin(serve_h2(
+            stream,
+            service,
+            shutdown,
+            peer,
+            limits.header_read_timeout,
+        ))
+        .await;
         return;
     }
     let mut builder = http1::Builder::new();
@@ -185,4 +183,105 @@ async fn serve_http<S>(
         .serve_connection(TokioIo::new(stream), service)
         .with_upgrades();
     run_until_drained!(conn, shutdown, peer);
+}
+
+async fn serve_tls(
+    stream: tokio::net::TcpStream,
+    acceptor: TlsAcceptor,
+    gateway: Gateway,
+    peer: std::net::SocketAddr,
+    name: &str,
+    limits: &ListenerLimits,
+    metrics: Arc<Metrics>,
+) {
+    match tokio::time::timeout(limits.tls_handshake_timeout, acceptor.accept(stream)).await {
+        Ok(Ok(stream)) => {
+            let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
+            serve_http(
+                stream,
+                h2,
+                gateway,
+                ConnInfo { peer, tls: true },
+                limits,
+                metrics,
+            )
+            .await
+        }
+        Ok(Err(e)) => {
+            metrics.tls_failure();
+            tracing::debug!(listener = %name, %peer, error = %e, "TLS handshake failed");
+        }
+        Err(_) => {
+            metrics.tls_failure();
+            tracing::debug!(listener = %name, %peer, "TLS handshake timed out");
+        }
+    }
+}
+
+async fn serve_h2<S, Svc>(
+    stream: S,
+    service: Svc,
+    shutdown: crate::shutdown::Shutdown,
+    peer: std::net::SocketAddr,
+    header_read_timeout: Duration,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    Svc: hyper::service::HttpService<hyper::body::Incoming, ResBody = crate::http::Body> + Send,
+    Svc::Future: Send + 'static,
+    Svc::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    // HTTP/2 has no header-read timeout of its own: wait for the client's
+    // first byte under the same bound. A one-byte buffer: later reads
+    // bypass it.
+    let mut stream = tokio::io::BufReader::with_capacity(1, stream);
+    let spoke = tokio::select! {
+        r = tokio::time::timeout(header_read_timeout, stream.fill_buf()) => {
+            matches!(r, Ok(Ok(first)) if !first.is_empty())
+        }
+        _ = shutdown.draining() => false,
+    };
+    if !spoke {
+        return;
+    }
+    let mut builder = http2::Builder::new(TokioExecutor::new());
+    builder.timer(TokioTimer::new());
+    let conn = builder.serve_connection(TokioIo::new(stream), service);
+    run_until_drained!(conn, shutdown, peer);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every open HTTP/1.1 connection (a held long-poll, a WebSocket before its
+    /// upgrade completes) carries this future: keep the rare, large states
+    /// (HTTP/2, TLS) boxed out of it.
+    #[tokio::test]
+    async fn plain_connection_future_stays_small() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let client = crate::http::static_client::StaticClient::load(None).unwrap();
+        let shutdown = crate::shutdown::Shutdown::default();
+        let gateway = Gateway::new(Default::default(), client, shutdown, Duration::from_secs(1));
+        let limits = ListenerLimits {
+            max_connections: 1,
+            tls_handshake_timeout: Duration::from_secs(1),
+            header_read_timeout: Duration::from_secs(1),
+        };
+        let info = ConnInfo {
+            peer: addr,
+            tls: false,
+        };
+        let fut = serve_http(
+            stream,
+            false,
+            gateway,
+            info,
+            &limits,
+            Arc::new(Metrics::default()),
+        );
+        let size = std::mem::size_of_val(&fut);
+        assert!(size <= 1400, "connection future grew to {size} bytes");
+    }
 }
