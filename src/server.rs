@@ -25,6 +25,22 @@ use crate::reload::Reloader;
 use crate::routes::{Config, RouteTable, Routes};
 use crate::shutdown::Shutdown;
 
+/// Binds a client-facing listener. `TCP_NODELAY` is set on the listening
+/// socket, which accepted sockets inherit on Linux, so each connection does not
+/// need a system call of its own for it (Bayeux replies are small and must not
+/// wait for Nagle); on other systems the accept loop sets it per connection.
+fn client_listener(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.set_nodelay(true)?;
+    socket.bind(addr)?;
+    socket.listen(4096)
+}
+
 /// A running server.
 #[derive(Debug)]
 pub struct Server {
@@ -83,12 +99,10 @@ impl Server {
                 }
                 None => None,
             };
-            let listener = TcpListener::bind(spec.addr)
-                .await
-                .map_err(|source| Error::Bind {
-                    addr: spec.addr,
-                    source,
-                })?;
+            let listener = client_listener(spec.addr).map_err(|source| Error::Bind {
+                addr: spec.addr,
+                source,
+            })?;
             let addr = listener.local_addr().map_err(|source| Error::Bind {
                 addr: spec.addr,
                 source,

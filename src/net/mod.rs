@@ -70,6 +70,9 @@ pub async fn serve(
             drop(stream);
             continue;
         };
+        // On Linux accepted sockets inherit TCP_NODELAY from the listener
+        // (see `server::client_listener`); elsewhere set it per connection.
+        #[cfg(not(target_os = "linux"))]
         let _ = stream.set_nodelay(true);
         let gateway = gateway.clone();
         let tls = tls.clone();
