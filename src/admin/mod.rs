@@ -74,19 +74,23 @@ impl Metrics {
             .iter()
             .filter_map(|r| r.engine().map(|e| (r.prefix.to_string(), e.stats())))
             .collect();
+        let family = |out: &mut String,
+                      kind: &str,
+                      name: &str,
+                      help: &str,
+                      f: &dyn Fn(&crate::engine::Stats) -> u64| {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+            for (route, s) in &per_route {
+                let _ = writeln!(out, "{name}{{route=\"{route}\"}} {}", f(s));
+            }
+        };
         let gauge =
             |out: &mut String, name: &str, help: &str, f: &dyn Fn(&crate::engine::Stats) -> u64| {
-                let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
-                for (route, s) in &per_route {
-                    let _ = writeln!(out, "{name}{{route=\"{route}\"}} {}", f(s));
-                }
+                family(out, "gauge", name, help, f)
             };
         let counter =
             |out: &mut String, name: &str, help: &str, f: &dyn Fn(&crate::engine::Stats) -> u64| {
-                let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
-                for (route, s) in &per_route {
-                    let _ = writeln!(out, "{name}{{route=\"{route}\"}} {}", f(s));
-                }
+                family(out, "counter", name, help, f)
             };
         gauge(
             &mut out,

@@ -415,33 +415,26 @@ impl Engine {
                 error::parameter_missing("supportedConnectionTypes"),
             );
         }
-        let mut ok = !reply.contains_key("error");
-        if ok {
+        let mut at_capacity = false;
+        if !reply.contains_key("error") {
             match self.create_client() {
                 Some(client) => {
                     reply.insert("clientId".to_owned(), json!(&*client.id));
                 }
                 None => {
                     set_error(&mut reply, "503::Server at capacity".to_owned());
-                    ok = false;
+                    at_capacity = true;
                 }
             }
         }
-        finish(&mut reply);
+        let ok = finish(&mut reply);
         let mut adv = advice(self, ok, false);
-        if !ok && self.create_refused(&reply) {
+        if at_capacity {
             // Slow down clients refused for capacity instead of a tight retry loop.
             adv["interval"] = json!(5000);
         }
         reply.insert("advice".to_owned(), adv);
         reply
-    }
-
-    fn create_refused(&self, reply: &Map<String, Value>) -> bool {
-        reply
-            .get("error")
-            .and_then(Value::as_str)
-            .is_some_and(|e| e.starts_with("503:"))
     }
 
     fn connect(

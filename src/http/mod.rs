@@ -24,6 +24,14 @@ use crate::transport::{eventsource, long_polling, websocket};
 pub use response::Body;
 use static_client::StaticClient;
 
+/// The token of an `Authorization: Bearer …` header (any transport may carry
+/// a publish secret this way).
+pub fn bearer(headers: &http::HeaderMap) -> Option<&str> {
+    let value = headers.get(http::header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+}
+
 /// Facts about the connection a request arrived on.
 #[derive(Debug, Clone)]
 pub struct ConnInfo {

@@ -136,7 +136,7 @@ async fn run(
     let Ok(batch) = parse_batch(payload) else {
         return bad_request();
     };
-    let outcome = engine.process(batch, &mut Ctx::http(bearer(headers)));
+    let outcome = engine.process(batch, &mut Ctx::http(crate::http::bearer(headers)));
     let mut items = outcome.items;
     if !outcome.connects.is_empty() {
         let _gauge = engine.gauge(transport);
@@ -172,13 +172,6 @@ async fn run(
     };
     cors::add_pair(headers, response.headers_mut());
     response
-}
-
-/// The token of an `Authorization: Bearer …` header.
-pub fn bearer(headers: &HeaderMap) -> Option<&str> {
-    let value = headers.get(http::header::AUTHORIZATION)?.to_str().ok()?;
-    let (scheme, token) = value.split_once(' ')?;
-    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
 }
 
 /// U+2028 and U+2029 are valid in JSON but end a line in older JavaScript

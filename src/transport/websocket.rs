@@ -66,7 +66,7 @@ pub fn upgrade(
     let accept = derive_accept_key(key.as_bytes());
     let drain = shutdown.clone();
     let peer = conn.peer;
-    let bearer = crate::transport::long_polling::bearer(req.headers()).map(str::to_owned);
+    let bearer = crate::http::bearer(req.headers()).map(str::to_owned);
     // The session continues the connection's span (listener, peer, route) and
     // records the clientId on it once a connect binds the socket.
     let span = tracing::Span::current();
