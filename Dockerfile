@@ -45,6 +45,11 @@ RUN npm pack "faye@${FAYE_VERSION}" --silent \
           package/client/faye-browser.js package/client/faye-browser.js.map /out/
 
 FROM rust:${RUST_VERSION}-slim-${DEBIAN_RELEASE} AS build
+# jemalloc (the server's allocator) is built from C sources with make.
+# hadolint ignore=DL3008
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends make \
+    && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY . .
 COPY --from=faye-client /out/ vendor/faye-client/

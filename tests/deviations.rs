@@ -292,3 +292,21 @@ async fn rebinding_a_socket_to_another_client_leaves_the_first_queued() {
     assert_eq!(data_of(&ws.recv().await), [json!("y1")]);
     assert_eq!(data_of(&c.drain(&x).await), [json!("x2")]);
 }
+
+#[tokio::test]
+async fn delivered_objects_carry_every_value_with_keys_sorted() {
+    let s = TestServer::start().await;
+    let c = s.client();
+    let id = c.subscriber("/order").await;
+    let body = r#"[{"channel":"/order","data":{"zeta":1,"alpha":{"y":[3,{"b":1,"a":2}],"x":"é\n"},"mid":null}}]"#;
+    let ack = c.post(Some("application/json"), body).await;
+    assert_eq!(ack.status, StatusCode::OK, "{}", ack.text());
+    let connect = format!(
+        r#"[{{"channel":"/meta/connect","clientId":"{id}","connectionType":"long-polling","advice":{{"timeout":0}}}}]"#
+    );
+    let text = c.post(Some("application/json"), connect).await.text();
+    // Values and array order are the publisher's; object keys come out sorted
+    // (JSON objects are unordered, and a sorted map is cheaper than an ordered one).
+    let expected = r#"{"channel":"/order","data":{"alpha":{"x":"é\n","y":[3,{"a":2,"b":1}]},"mid":null,"zeta":1}}"#;
+    assert!(text.contains(expected), "{text}");
+}

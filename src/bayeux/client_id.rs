@@ -16,18 +16,33 @@ pub fn generate() -> String {
     encode_base36(bytes)
 }
 
-fn encode_base36(mut n: [u8; 20]) -> String {
+fn encode_base36(bytes: [u8; 20]) -> String {
     const DIGITS: &[u8; 36] = b"0123456789abcdefghijklmnopqrstuvwxyz";
+    // 36^6 fits in 32 bits, so the 160-bit number is divided six digits at a
+    // time over 32-bit limbs: 6 rounds of 5 divisions instead of 620 byte steps.
+    const CHUNK: u64 = 36u64.pow(6);
+    let mut limbs = [0u32; 5];
+    for (limb, quad) in limbs.iter_mut().zip(bytes.chunks_exact(4)) {
+        *limb = u32::from_be_bytes([quad[0], quad[1], quad[2], quad[3]]);
+    }
     let mut out = [b'0'; CLIENT_ID_LEN];
-    // 36^31 > 2^160, so 31 digits always suffice; repeated long division by 36.
-    for slot in out.iter_mut().rev() {
-        let mut rem: u32 = 0;
-        for byte in n.iter_mut() {
-            let cur = (rem << 8) | u32::from(*byte);
-            *byte = (cur / 36) as u8;
-            rem = cur % 36;
+    let mut end = CLIENT_ID_LEN;
+    while end > 0 {
+        let mut rem: u64 = 0;
+        for limb in limbs.iter_mut() {
+            let cur = (rem << 32) | u64::from(*limb);
+            *limb = (cur / CHUNK) as u32;
+            rem = cur % CHUNK;
         }
-        *slot = DIGITS[rem as usize];
+        // 36^31 > 2^160: the last round writes the single leading digit.
+        for _ in 0..6 {
+            if end == 0 {
+                break;
+            }
+            end -= 1;
+            out[end] = DIGITS[(rem % 36) as usize];
+            rem /= 36;
+        }
     }
     out.iter().map(|&b| b as char).collect()
 }
@@ -58,8 +73,11 @@ mod tests {
         one[19] = 35;
         assert_eq!(encode_base36(one), format!("{}z", "0".repeat(30)));
         // 2^160 - 1 in base 36 has 31 digits and starts with a non-zero digit.
-        let max = encode_base36([0xff; 20]);
-        assert_eq!(max.len(), 31);
-        assert_ne!(&max[..1], "0");
+        assert_eq!(encode_base36([0xff; 20]), "twj4yidkw7a8pn4g709kzmfoaol3x8f");
+        let mut counting = [0u8; 20];
+        for (i, b) in counting.iter_mut().enumerate() {
+            *b = i as u8 + 1;
+        }
+        assert_eq!(encode_base36(counting), "048krpivsh77eyzu17ix0nomouxjt3o");
     }
 }
