@@ -292,6 +292,8 @@ pub struct PublishPlan {
     pub users: usize,
     /// Padding added to each payload.
     pub pad: String,
+    /// Messages per HTTP POST (Bayeux only).
+    pub batch: usize,
     /// Next sequence number to publish.
     pub next: AtomicU64,
 }
@@ -421,27 +423,52 @@ async fn publisher_inner(ctx: &Ctx, plan: &PublishPlan) -> Res<()> {
     let shared = &ctx.shared;
     let mut http = ctx.target.http().await?;
     let limit = ctx.step_limit;
-    while let Some((seq, stamp)) = next_slot(shared, plan).await {
-        let (channel, target_sub) = pick_channel(plan);
-        let msg = bayeux::publish(&channel, &bayeux::payload(stamp, seq, &plan.pad));
-        let body = match ctx.protocol {
-            Protocol::Bayeux => format!("[{msg}]"),
-            Protocol::Raw => msg,
+    let batch = if ctx.protocol == Protocol::Bayeux {
+        plan.batch.max(1)
+    } else {
+        1
+    };
+    loop {
+        // Up to `batch` publications, all to the path of the first one's channel
+        // (a Bayeux endpoint takes any channel in its body).
+        let mut targets = Vec::with_capacity(batch);
+        let mut msgs = Vec::with_capacity(batch);
+        let mut path = None;
+        while targets.len() < batch {
+            let Some((seq, stamp)) = next_slot(shared, plan).await else {
+                break;
+            };
+            let (channel, target_sub) = pick_channel(plan);
+            msgs.push(bayeux::publish(
+                &channel,
+                &bayeux::payload(stamp, seq, &plan.pad),
+            ));
+            path.get_or_insert_with(|| ctx.publish_path(&channel));
+            targets.push(target_sub);
+        }
+        let Some(path) = path else {
+            return Ok(());
         };
-        shared.sent.fetch_add(1, Relaxed);
-        let outcome = match http
-            .post(&ctx.publish_path(&channel), Bytes::from(body), limit)
-            .await
-        {
-            Ok((200, reply)) => check_publish_reply(ctx.protocol, &reply),
+        let body = match ctx.protocol {
+            Protocol::Bayeux => format!("[{}]", msgs.join(",")),
+            Protocol::Raw => msgs.concat(),
+        };
+        let n = targets.len() as u64;
+        shared.sent.fetch_add(n, Relaxed);
+        let outcome = match http.post(&path, Bytes::from(body), limit).await {
+            Ok((200, reply)) => check_publish_replies(ctx.protocol, &reply, targets.len()),
             Ok((status, _)) => Err(format!("publish answered HTTP {status}")),
             Err(e) => Err(e),
         };
         match outcome {
-            Ok(()) => count_ack(shared, target_sub),
+            Ok(()) => {
+                for target_sub in targets {
+                    count_ack(shared, target_sub);
+                }
+            }
             Err(e) => {
-                shared.sent.fetch_sub(1, Relaxed);
-                shared.publish_errors.fetch_add(1, Relaxed);
+                shared.sent.fetch_sub(n, Relaxed);
+                shared.publish_errors.fetch_add(n, Relaxed);
                 shared.error(e);
                 if Instant::now() >= plan.deadline {
                     return Ok(());
@@ -451,18 +478,23 @@ async fn publisher_inner(ctx: &Ctx, plan: &PublishPlan) -> Res<()> {
             }
         }
     }
-    Ok(())
 }
 
-fn check_publish_reply(protocol: Protocol, reply: &[u8]) -> Res<()> {
+fn check_publish_replies(protocol: Protocol, reply: &[u8], expected: usize) -> Res<()> {
     if protocol == Protocol::Raw {
         return Ok(());
     }
     let text = std::str::from_utf8(reply).map_err(|_| "publish reply is not UTF-8")?;
     let msgs = bayeux::parse(text)?;
-    match msgs.iter().find(|m| m.is_reply()) {
-        Some(m) if m.successful == Some(true) => Ok(()),
-        Some(m) => Err(m.describe_error()),
-        None => Err("publish without reply".into()),
+    let mut ok = 0;
+    for m in msgs.iter().filter(|m| m.is_reply()) {
+        if m.successful != Some(true) {
+            return Err(m.describe_error());
+        }
+        ok += 1;
     }
+    if ok != expected {
+        return Err(format!("{ok} publish replies for {expected} publications"));
+    }
+    Ok(())
 }

@@ -140,6 +140,9 @@ struct UsersArgs {
     /// Publisher transport (a backend POSTs by default).
     #[arg(long, value_enum, default_value_t = PublishVia::Http)]
     publish_via: PublishVia,
+    /// Messages per POST (a Bayeux message array), for backends that batch.
+    #[arg(long, default_value_t = 1)]
+    batch: usize,
 }
 
 #[derive(Args)]
@@ -198,6 +201,7 @@ fn delivery(name: &'static str, transport: Transport, a: &FanoutArgs) -> Res<Del
         window: a.window,
         publishers: a.publishers,
         publish_via: a.publish_via,
+        batch: 1,
     })
 }
 
@@ -233,7 +237,12 @@ async fn run(cmd: &Cmd) -> Res<Report> {
                 window: a.window,
                 publishers: a.publishers,
                 publish_via: a.publish_via,
+                batch: a.batch.max(1),
             };
+            if d.batch > 1 && (d.publish_via != PublishVia::Http || c.protocol != Protocol::Bayeux)
+            {
+                return Err("--batch needs --publish-via http and the Bayeux protocol".into());
+            }
             scenario::delivery(&c, &d).await
         }
         Cmd::Idle(a) => {

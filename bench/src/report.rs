@@ -76,6 +76,8 @@ pub struct Report {
     pub publishers: usize,
     /// Publisher transport.
     pub publish_via: Option<PublishVia>,
+    /// Publications per HTTP POST.
+    pub batch: usize,
     /// Requested rate, msgs/s (0 = flat out).
     pub rate: f64,
     /// In-flight window, publications.
@@ -195,8 +197,9 @@ impl Report {
             self.window,
             self.publishers,
             match self.publish_via {
-                Some(PublishVia::Ws) => "WebSocket",
-                _ => "HTTP",
+                Some(PublishVia::Ws) => "WebSocket".to_owned(),
+                _ if self.batch > 1 => format!("HTTP, {} per POST", self.batch),
+                _ => "HTTP".to_owned(),
             }
         ));
         out.push_str(&format!(

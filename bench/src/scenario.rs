@@ -68,6 +68,8 @@ pub struct Delivery {
     pub publishers: usize,
     /// Publisher transport.
     pub publish_via: PublishVia,
+    /// Messages per HTTP POST.
+    pub batch: usize,
 }
 
 fn ctx(common: &Common, shared: Arc<Shared>) -> Arc<Ctx> {
@@ -169,6 +171,7 @@ pub async fn delivery(common: &Common, d: &Delivery) -> Res<Report> {
         channel: d.channel.clone(),
         users: n,
         pad: pad(common.payload_pad),
+        batch: d.batch.max(1),
         next: AtomicU64::new(0),
     });
     let mut pubs = JoinSet::new();
@@ -222,6 +225,7 @@ pub async fn delivery(common: &Common, d: &Delivery) -> Res<Report> {
         failed: shared.failed.load(Relaxed),
         publishers: d.publishers.max(1),
         publish_via: Some(d.publish_via),
+        batch: d.batch.max(1),
         rate: d.rate,
         window: d.window,
         messages_limit: d.messages,
@@ -309,6 +313,7 @@ pub async fn idle(common: &Common, spec: &Idle) -> Res<Report> {
         channel: Some(spec.channel.clone()),
         users: n,
         pad: String::new(),
+        batch: 1,
         next: AtomicU64::new(0),
     });
     clients::publish(ctx.clone(), plan, PublishVia::Http).await;
@@ -346,6 +351,7 @@ pub async fn idle(common: &Common, spec: &Idle) -> Res<Report> {
         failed: shared.failed.load(Relaxed),
         publishers: 1,
         publish_via: Some(PublishVia::Http),
+        batch: 1,
         rate: 0.0,
         window: 1,
         messages_limit: 1,

@@ -149,19 +149,31 @@ where
         let mut ping_count: u64 = 0;
         let drain_signal = self.drain.token();
         let far = Duration::from_secs(86_400);
+        // One timer for the session's lifetime, moved only when the earliest held
+        // connect changes: re-arming a fresh timer on every wake-up costs a timer
+        // wheel insertion and removal per delivered frame.
+        let timer = tokio::time::sleep(far);
+        tokio::pin!(timer);
         loop {
             let next_due = self
                 .pending
                 .iter()
                 .flat_map(|f| f.waits.iter().map(ConnectWait::deadline))
                 .min()
-                .unwrap_or_else(|| Instant::now() + far);
+                .unwrap_or_else(|| timer.deadline().max(Instant::now() + far / 2));
+            if timer.deadline() != next_due {
+                timer.as_mut().reset(next_due);
+            }
             let flow = tokio::select! {
                 // Boxed: frame handling is the largest state of this loop, and an idle
                 // socket should not carry it around.
                 msg = self.ws.next() => Box::pin(self.on_message(msg)).await,
                 _ = notify.notified() => self.flush_events().await,
-                _ = tokio::time::sleep_until(next_due) => Box::pin(self.finish_due(false)).await,
+                _ = &mut timer => {
+                    // Fired: park it far away until a connect is held again.
+                    timer.as_mut().reset(Instant::now() + far);
+                    Box::pin(self.finish_due(false)).await
+                }
                 _ = async { match ping.as_mut() { Some(p) => { p.tick().await; } None => std::future::pending().await } } => {
                     ping_count += 1;
                     match self.ws.send(Message::Ping(Bytes::from(ping_count.to_string()))).await {

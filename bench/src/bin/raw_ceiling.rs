@@ -305,6 +305,11 @@ async fn run(cli: Cli) -> Result<(), String> {
     }
 }
 
+// The same allocator as bayeux-edge, so that the ceiling is not lowered by the
+// system allocator's cost.
+#[global_allocator]
+static ALLOC: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let _ = rlimit::increase_nofile_limit(u64::MAX);

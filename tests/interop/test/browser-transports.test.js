@@ -8,6 +8,7 @@
 
 const { describe, test, before, after } = require('node:test');
 const assert = require('assert/strict');
+const { isDeepStrictEqual } = require('node:util');
 const { startTarget } = require('../support/harness');
 const { launchBrowser, servePages, browserMissing } = require('../support/browser');
 const { PageClient, bayeuxMessagesOf } = require('../support/page-client');
@@ -126,7 +127,15 @@ describe('Faye browser client in Chromium', { skip: skip || false }, () => {
         `no EventSource for ${endpoint}/${pc.clientId}: ${JSON.stringify(streams.map((r) => r.url))}`);
       if (publishedData !== undefined) {
         const marker = JSON.stringify(publishedData);
-        assert.ok(pc.eventSourceMessages.some((e) => e.data.includes(marker)),
+        // Compared as values: key order carries no meaning in JSON.
+        const carries = (e) => {
+          try {
+            return [].concat(JSON.parse(e.data)).some((m) => isDeepStrictEqual(m && m.data, publishedData));
+          } catch {
+            return false;
+          }
+        };
+        assert.ok(pc.eventSourceMessages.some(carries),
           `the event ${marker} did not arrive over the EventSource stream; stream messages: ` +
           JSON.stringify(pc.eventSourceMessages.map((e) => e.data).slice(-5)));
       }
