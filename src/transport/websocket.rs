@@ -155,10 +155,12 @@ where
         let timer = tokio::time::sleep(far);
         tokio::pin!(timer);
         loop {
+            // A frame is answered when all its connects are due, so it waits for
+            // the latest of them (waking at the earliest would spin until then).
             let next_due = self
                 .pending
                 .iter()
-                .flat_map(|f| f.waits.iter().map(ConnectWait::deadline))
+                .filter_map(|f| f.waits.iter().map(ConnectWait::deadline).max())
                 .min()
                 .unwrap_or_else(|| timer.deadline().max(Instant::now() + far / 2));
             if timer.deadline() != next_due {
