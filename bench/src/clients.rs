@@ -423,8 +423,9 @@ async fn publisher_inner(ctx: &Ctx, plan: &PublishPlan) -> Res<()> {
     let shared = &ctx.shared;
     let mut http = ctx.target.http().await?;
     let limit = ctx.step_limit;
+    // The raw ceiling's POST carries one object: it has no batch form.
     let batch = if ctx.protocol == Protocol::Bayeux {
-        plan.batch.max(1)
+        plan.batch
     } else {
         1
     };

@@ -68,7 +68,7 @@ pub struct Delivery {
     pub publishers: usize,
     /// Publisher transport.
     pub publish_via: PublishVia,
-    /// Messages per HTTP POST.
+    /// Messages per HTTP POST (at least 1).
     pub batch: usize,
 }
 
@@ -171,7 +171,7 @@ pub async fn delivery(common: &Common, d: &Delivery) -> Res<Report> {
         channel: d.channel.clone(),
         users: n,
         pad: pad(common.payload_pad),
-        batch: d.batch.max(1),
+        batch: d.batch,
         next: AtomicU64::new(0),
     });
     let mut pubs = JoinSet::new();
@@ -225,7 +225,7 @@ pub async fn delivery(common: &Common, d: &Delivery) -> Res<Report> {
         failed: shared.failed.load(Relaxed),
         publishers: d.publishers.max(1),
         publish_via: Some(d.publish_via),
-        batch: d.batch.max(1),
+        batch: d.batch,
         rate: d.rate,
         window: d.window,
         messages_limit: d.messages,
