@@ -11,9 +11,13 @@ use crate::routes::{Config, RouteTable};
 /// Arbitrary bytes as a request body: parse, process on a fresh engine, and
 /// check the reply is a JSON array.
 pub fn batch(data: &[u8]) {
-    let Ok(batch) = parse_batch(data) else { return };
-    let engine = Engine::new("/fuzz", EngineSettings::default());
-    let outcome = engine.process(batch, &mut Ctx::http(None));
+    let settings = EngineSettings::default();
+    let Ok(batch) = parse_batch(data, settings.max_batch_messages) else {
+        return;
+    };
+    let engine = Engine::new("/fuzz", settings);
+    let peer = Some(std::net::IpAddr::from([127, 0, 0, 1]));
+    let outcome = engine.process(batch, &mut Ctx::http(None, peer));
     let mut items: Vec<Item> = outcome.items;
     // Connects are not awaited here; dropping them must release cleanly.
     drop(outcome.connects);
@@ -32,15 +36,14 @@ pub fn channel(data: &[u8]) {
         return;
     };
     if channel::is_name(s) {
-        let keys = channel::expand(s);
-        assert!(
-            keys.iter().all(|k| channel::is_valid(k)),
-            "expansion of {s} produced an invalid key"
-        );
-        assert!(
-            keys.iter().all(|k| channel::matches(k, s)),
-            "expansion of {s} does not match it"
-        );
+        assert!(channel::matches(s, s) && channel::matches("/**", s));
+        if let Some((parent, _)) = s.rsplit_once('/') {
+            for suffix in ["/*", "/**"] {
+                let pattern = format!("{parent}{suffix}");
+                assert!(channel::is_valid(&pattern), "{pattern}");
+                assert!(channel::matches(&pattern, s), "{pattern} vs {s}");
+            }
+        }
     }
     if channel::is_meta(s) || channel::is_service(s) {
         assert!(channel::is_valid(s));

@@ -9,6 +9,8 @@
 //! - [`http`]: the gateway service: route lookup, dispatch, CORS, the client bundle.
 //! - [`routes`]: `routes.toml` parsing and validation, the swappable route table.
 //! - [`net`]: listeners, TLS with SNI and reloadable certificates, HTTP/1.1 and HTTP/2.
+//! - [`deadline`]: write and read deadlines on sockets (peers that stop reading,
+//!   WebSockets that go silent or never finish a message).
 //! - [`upstream`]: routes forwarded to an HTTP upstream (migration from Faye).
 //! - [`admin`]: health, readiness and Prometheus metrics.
 //! - [`reload`]: hot reload of `routes.toml` and certificates (file watch, SIGHUP).
@@ -26,6 +28,7 @@
 
 pub mod admin;
 pub mod bayeux;
+pub mod deadline;
 pub mod engine;
 pub mod error;
 pub mod fuzzing;

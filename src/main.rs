@@ -86,7 +86,11 @@ fn init_tracing(format: LogFormat) {
         // rustls warns about every client that sends an IP address as SNI (the Node
         // Faye client does); that is the client's quirk, not an operational fault.
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,rustls=error"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    // Colours only for a person at a terminal, never in files or log pipelines.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(ansi);
     match format {
         LogFormat::Json => builder.json().init(),
         LogFormat::Text => builder.init(),
@@ -150,6 +154,12 @@ async fn serve(args: ServeArgs) -> ExitCode {
         }
     };
     init_tracing(config.server.log_format);
+    // jemalloc returns freed pages to the system only when something allocates,
+    // so after a burst an idle process would keep its peak RSS. A background
+    // thread applies the decay (pages unused for ~10 s go back) on its own.
+    if let Err(e) = tikv_jemalloc_ctl::background_thread::write(true) {
+        tracing::warn!(error = %e, "cannot start the allocator's background purging");
+    }
     let grace = config.server.drain_grace;
     let server = match Server::start(config).await {
         Ok(s) => s,

@@ -19,7 +19,7 @@ use tokio_rustls::TlsAcceptor;
 use crate::admin::{self, Metrics};
 use crate::error::Error;
 use crate::http::static_client::StaticClient;
-use crate::http::Gateway;
+use crate::http::{Gateway, GatewaySettings};
 use crate::net::{self, tls, ListenerLimits};
 use crate::reload::Reloader;
 use crate::routes::{Config, RouteTable, Routes};
@@ -41,6 +41,60 @@ fn client_listener(addr: SocketAddr) -> std::io::Result<TcpListener> {
     socket.listen(4096)
 }
 
+/// Descriptors kept for everything but client connections: the listening
+/// sockets, configuration and certificate files, the file watcher, upstream
+/// connections and the runtime's own.
+const RESERVED_DESCRIPTORS: u64 = 64;
+
+/// The per-listener connection bound that fits the process's descriptor limit.
+///
+/// Raises the soft open-files limit to the hard one first. If `listeners ×
+/// wanted` client connections, the admin listener's and a reserve still do not
+/// fit, each listener gets an equal share of what does, with a warning: past
+/// the limit `accept` fails for everyone (the admin listener too), while a full
+/// connection slot refuses one client.
+/// Connections per listener when `max_connections` is not set and the
+/// open-files limit allows it.
+const DEFAULT_MAX_CONNECTIONS: usize = 50_000;
+
+fn fit_to_descriptors(configured: Option<usize>, listeners: usize, admin: usize) -> usize {
+    let wanted = configured.unwrap_or(DEFAULT_MAX_CONNECTIONS);
+    let limit = match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(n) => n,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read the open-files limit; keeping max_connections");
+            return wanted;
+        }
+    };
+    let fitted = fit(wanted, listeners, admin, limit);
+    if fitted < wanted {
+        let message = "max_connections per listener lowered to fit the open-files limit (raise `ulimit -n` to serve more)";
+        // Only a bound someone chose is worth a warning; the default adapts quietly.
+        if configured.is_some() {
+            tracing::warn!(
+                max_connections = wanted,
+                open_files_limit = limit,
+                lowered_to = fitted,
+                "{message}"
+            );
+        } else {
+            tracing::info!(
+                open_files_limit = limit,
+                max_connections = fitted,
+                "{message}"
+            );
+        }
+    }
+    fitted
+}
+
+fn fit(wanted: usize, listeners: usize, admin: usize, limit: u64) -> usize {
+    let listeners = listeners.max(1) as u64;
+    let available = limit.saturating_sub(RESERVED_DESCRIPTORS + admin as u64);
+    let share = (available / listeners).max(1);
+    wanted.min(share.try_into().unwrap_or(usize::MAX))
+}
+
 /// A running server.
 #[derive(Debug)]
 pub struct Server {
@@ -52,6 +106,7 @@ pub struct Server {
     metrics: Arc<Metrics>,
     resolvers: Vec<(String, Arc<tls::CertResolver>)>,
     reloader: Option<Arc<Reloader>>,
+    max_connections: usize,
 }
 
 impl Server {
@@ -76,12 +131,21 @@ impl Server {
             routes.clone(),
             client,
             shutdown.clone(),
-            config.server.header_read_timeout,
+            GatewaySettings {
+                body_timeout: config.server.header_read_timeout,
+                trusted_proxies: config.server.trusted_proxies.clone(),
+            },
+        );
+        let max_connections = fit_to_descriptors(
+            config.server.max_connections,
+            config.server.listeners.len(),
+            config.server.admin_max_connections,
         );
         let limits = ListenerLimits {
-            max_connections: config.server.max_connections,
+            max_connections,
             tls_handshake_timeout: config.server.tls_handshake_timeout,
             header_read_timeout: config.server.header_read_timeout,
+            write_timeout: config.server.write_timeout,
         };
 
         let mut bound = Vec::new();
@@ -140,6 +204,7 @@ impl Server {
                 }
                 tokio::spawn(admin::serve(
                     l,
+                    config.server.admin_max_connections,
                     routes.clone(),
                     shutdown.clone(),
                     metrics.clone(),
@@ -187,6 +252,7 @@ impl Server {
             metrics,
             resolvers,
             reloader,
+            max_connections,
         })
     }
 
@@ -257,6 +323,12 @@ impl Server {
             })
     }
 
+    /// The per-listener connection bound in force (after fitting it to the
+    /// open-files limit).
+    pub fn max_connections(&self) -> usize {
+        self.max_connections
+    }
+
     /// Drains: stop accepting, answer held polls, close sockets with 1001, and
     /// wait up to `grace` for every tracked task. True if everything ended in time.
     pub async fn drain(&self, grace: Duration) -> bool {
@@ -267,5 +339,17 @@ impl Server {
             route.retire();
         }
         clean
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn connections_fit_the_descriptor_limit() {
+        assert_eq!(super::fit(50_000, 2, 64, 1_048_576), 50_000);
+        // 1024 - 64 reserved - 64 admin = 896, shared by two listeners.
+        assert_eq!(super::fit(50_000, 2, 64, 1024), 448);
+        assert_eq!(super::fit(100, 2, 64, 1024), 100);
+        assert_eq!(super::fit(100, 1, 64, 10), 1);
     }
 }

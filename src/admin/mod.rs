@@ -136,6 +136,30 @@ impl Metrics {
         );
         counter(
             &mut out,
+            "bayeux_edge_handshakes_refused_total",
+            "Handshakes refused (route full, an address over its limits, several in one request).",
+            &|s| s.handshakes_refused,
+        );
+        counter(
+            &mut out,
+            "bayeux_edge_subscriptions_refused_total",
+            "Subscriptions refused by the per-client or per-route bound.",
+            &|s| s.subscriptions_refused,
+        );
+        counter(
+            &mut out,
+            "bayeux_edge_batches_refused_total",
+            "Requests or WebSocket messages refused for holding too many messages.",
+            &|s| s.batches_refused,
+        );
+        gauge(
+            &mut out,
+            "bayeux_edge_tracked_addresses",
+            "Client addresses tracked for the per-address limits.",
+            &|s| s.peers,
+        );
+        counter(
+            &mut out,
             "bayeux_edge_sessions_expired_total",
             "Sessions removed by expiry.",
             &|s| s.expired,
@@ -168,6 +192,18 @@ impl Metrics {
             "bayeux_edge_tls_handshake_failures_total {}",
             self.tls_failures.load(Ordering::Relaxed)
         );
+        let _ = writeln!(out, "# HELP bayeux_edge_write_timeouts_total Connections closed because the peer stopped reading.\n# TYPE bayeux_edge_write_timeouts_total counter");
+        let _ = writeln!(
+            out,
+            "bayeux_edge_write_timeouts_total {}",
+            crate::deadline::write_timeouts()
+        );
+        let _ = writeln!(out, "# HELP bayeux_edge_websocket_read_timeouts_total WebSockets closed for silence or an unfinished message.\n# TYPE bayeux_edge_websocket_read_timeouts_total counter");
+        let _ = writeln!(
+            out,
+            "bayeux_edge_websocket_read_timeouts_total {}",
+            crate::deadline::read_timeouts()
+        );
         let _ = writeln!(out, "# HELP bayeux_edge_draining 1 while the server drains.\n# TYPE bayeux_edge_draining gauge");
         let _ = writeln!(out, "bayeux_edge_draining {}", u8::from(draining));
         let _ = writeln!(out, "# HELP bayeux_edge_request_duration_seconds Client request duration, held long-polls included.\n# TYPE bayeux_edge_request_duration_seconds histogram");
@@ -195,22 +231,33 @@ impl Metrics {
 }
 
 /// Serves the admin endpoints until the process exits. It keeps answering during
-/// the drain, so the load balancer sees `/readyz` fail.
+/// the drain, so the load balancer sees `/readyz` fail. At most `max_connections`
+/// at once (a connection past that is closed at once), and an idle keep-alive
+/// connection is closed after the header timeout, so a few stuck scrapers
+/// cannot take the health check's place; the descriptors it needs are kept
+/// out of the client listeners' budget.
 pub async fn serve(
     listener: TcpListener,
+    max_connections: usize,
     routes: Routes,
     shutdown: Shutdown,
     metrics: Arc<Metrics>,
 ) {
+    let permits = Arc::new(tokio::sync::Semaphore::new(max_connections));
     loop {
         let Ok((stream, _)) = listener.accept().await else {
             tokio::time::sleep(Duration::from_millis(50)).await;
+            continue;
+        };
+        let Ok(permit) = permits.clone().try_acquire_owned() else {
+            drop(stream);
             continue;
         };
         let routes = routes.clone();
         let shutdown = shutdown.clone();
         let metrics = metrics.clone();
         tokio::spawn(async move {
+            let _permit = permit;
             let service = service_fn(move |req: Request<Incoming>| {
                 let r = answer(&req, &routes, &shutdown, &metrics);
                 async move { Ok::<_, std::convert::Infallible>(r) }

@@ -4,7 +4,7 @@
 //! marks `- _ ! ~ ( ) $ @`. A pattern is zero or more such segments followed by a
 //! final `*` (one segment) or `**` (one or more segments). A publication to
 //! `/a/b/c` reaches subscribers of exactly `/**`, `/a/**`, `/a/b/**`, `/a/b/*` and
-//! `/a/b/c`; [`expand`] lists those keys so the subscription index is a plain map.
+//! `/a/b/c` ([`matches`]); a route bounds names and patterns by [`Bounds`].
 
 fn is_segment_byte(b: u8) -> bool {
     b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'!' | b'~' | b'(' | b')' | b'$' | b'@')
@@ -58,20 +58,23 @@ pub fn is_subscribable(s: &str) -> bool {
     is_valid(s) && !is_meta(s) && !is_service(s)
 }
 
-/// The subscription keys a publication to the concrete `name` is routed to:
-/// the name itself, its parent with `/*`, and every ancestor (root included) with `/**`.
-pub fn expand(name: &str) -> Vec<String> {
-    let mut keys = Vec::with_capacity(name.bytes().filter(|b| *b == b'/').count() + 2);
-    keys.push(name.to_owned());
-    if let Some(idx) = name.rfind('/') {
-        keys.push(format!("{}/*", &name[..idx]));
+/// Bounds on the channel names and patterns a route accepts. Faye has none;
+/// without them a single publication to a channel of a million segments costs
+/// the server as much as a million publications.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Bounds {
+    /// Longest name or pattern, in bytes.
+    pub max_bytes: usize,
+    /// Most segments (a trailing `*` or `**` counts as one).
+    pub max_segments: usize,
+}
+
+impl Bounds {
+    /// True when `s` is within both bounds. Costs at most `max_bytes` steps
+    /// whatever the length of `s`.
+    pub fn admits(&self, s: &str) -> bool {
+        s.len() <= self.max_bytes && s.bytes().filter(|b| *b == b'/').count() <= self.max_segments
     }
-    for (idx, b) in name.bytes().enumerate() {
-        if b == b'/' {
-            keys.push(format!("{}/**", &name[..idx]));
-        }
-    }
-    keys
 }
 
 /// True when a subscription `pattern` (name or wildcard) matches the concrete `name`.
@@ -139,27 +142,43 @@ mod tests {
     }
 
     #[test]
-    fn expansion() {
-        let mut keys = expand("/a/b/c");
-        keys.sort();
-        assert_eq!(keys, ["/**", "/a/**", "/a/b/*", "/a/b/**", "/a/b/c"]);
-        let mut keys = expand("/a");
-        keys.sort();
-        assert_eq!(keys, ["/*", "/**", "/a"]);
+    fn bounds_count_bytes_and_segments() {
+        let b = Bounds {
+            max_bytes: 8,
+            max_segments: 2,
+        };
+        assert!(b.admits("/a/b") && b.admits("/a/**") && b.admits("/abcdefg"));
+        assert!(!b.admits("/a/b/c"), "three segments");
+        assert!(!b.admits("/abcdefgh"), "nine bytes");
     }
 
     #[test]
-    fn matching_agrees_with_expansion() {
-        let names = ["/a", "/a/b", "/a/b/c", "/b", "/a/c/d/e"];
-        let patterns = [
-            "/*", "/**", "/a", "/a/*", "/a/**", "/a/b", "/a/b/*", "/a/b/**", "/b/*",
+    fn matching() {
+        let table = [
+            (
+                "/a/b/c",
+                ["/**", "/a/**", "/a/b/**", "/a/b/*", "/a/b/c"].as_slice(),
+            ),
+            ("/a", ["/*", "/**", "/a"].as_slice()),
         ];
-        for name in names {
-            let keys = expand(name);
+        let patterns = [
+            "/*",
+            "/**",
+            "/a",
+            "/a/*",
+            "/a/**",
+            "/a/b",
+            "/a/b/*",
+            "/a/b/**",
+            "/a/b/c",
+            "/b/*",
+            "/a/b/c/**",
+        ];
+        for (name, expected) in table {
             for pattern in patterns {
                 assert_eq!(
-                    keys.iter().any(|k| k == pattern),
                     matches(pattern, name),
+                    expected.contains(&pattern),
                     "{pattern} vs {name}"
                 );
             }

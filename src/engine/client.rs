@@ -19,13 +19,19 @@
 use std::collections::{HashSet, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use parking_lot::Mutex;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
+use super::peers::PeerKey;
+
 static NEXT_GENERATION: AtomicU64 = AtomicU64::new(1);
+
+/// A stuck client's drops are logged at most this often, with their count.
+const OVERFLOW_REPORT_EVERY: Duration = Duration::from_secs(10);
 
 /// A wake-up handle registered by whichever transport owns delivery.
 #[derive(Debug, Clone)]
@@ -85,6 +91,9 @@ pub(crate) struct ClientState {
     pub(crate) queued_bytes: usize,
     pub(crate) subscriptions: HashSet<Arc<str>>,
     pub(crate) owner: Owner,
+    /// Events dropped since the last log line about this client, and when that was.
+    pub(crate) unreported_drops: u64,
+    pub(crate) last_drop_report: Option<Instant>,
 }
 
 /// One Bayeux session.
@@ -92,6 +101,8 @@ pub(crate) struct ClientState {
 pub struct Client {
     pub(crate) id: Arc<str>,
     pub(crate) serial: u64,
+    /// The address the session was admitted under, given back when it ends.
+    pub(crate) peer: Option<PeerKey>,
     pub(crate) state: Mutex<ClientState>,
 }
 
@@ -107,13 +118,21 @@ pub(crate) struct QueueLimits {
 pub(crate) struct Offered {
     pub(crate) delivered: bool,
     pub(crate) dropped: u64,
+    /// Drops to log now for this client (the rate limit of the warning allows it).
+    pub(crate) report: Option<u64>,
 }
 
 impl Client {
-    pub(crate) fn new(id: Arc<str>, serial: u64, expires_at: Instant) -> Self {
+    pub(crate) fn new(
+        id: Arc<str>,
+        serial: u64,
+        peer: Option<PeerKey>,
+        expires_at: Instant,
+    ) -> Self {
         Client {
             id,
             serial,
+            peer,
             state: Mutex::new(ClientState {
                 alive: true,
                 expires_at,
@@ -121,6 +140,8 @@ impl Client {
                 queued_bytes: 0,
                 subscriptions: HashSet::new(),
                 owner: Owner::None,
+                unreported_drops: 0,
+                last_drop_report: None,
             }),
         }
     }
@@ -155,6 +176,17 @@ impl Client {
             st.queued_bytes += event.len();
             st.queue.push_back(event.clone());
             out.delivered = true;
+            if out.dropped > 0 {
+                st.unreported_drops += out.dropped;
+                let now = Instant::now();
+                let due = st
+                    .last_drop_report
+                    .is_none_or(|t| now.duration_since(t) >= OVERFLOW_REPORT_EVERY);
+                if due {
+                    out.report = Some(std::mem::take(&mut st.unreported_drops));
+                    st.last_drop_report = Some(now);
+                }
+            }
             st.owner.waiter().map(|w| w.notify.clone())
         };
         if let Some(n) = notify {

@@ -13,11 +13,13 @@
 //! reclaimed even for clients nobody asks about).
 
 mod client;
+mod peers;
 mod process;
 mod subscriptions;
 
 use std::collections::HashMap;
 use std::hash::{BuildHasher, RandomState};
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
@@ -29,10 +31,12 @@ use serde_json::{Map, Value};
 use tokio::time::Instant;
 
 pub use client::{Client, StreamDrain, Waiter};
+pub use peers::{PeerKey, PeerLimits, Refusal};
 pub use process::{advise_retry_after, ConnectWait, Ctx, Item, Outcome, StreamSlot};
 
 use crate::bayeux::{channel, client_id};
 use client::QueueLimits;
+use peers::Peers;
 use subscriptions::Index;
 
 /// A shared secret, compared in constant time and never printed.
@@ -89,10 +93,29 @@ pub struct EngineSettings {
     pub max_queue_messages: usize,
     /// Most bytes queued for one client before the oldest are dropped. Default 4 MiB.
     pub max_queue_bytes: usize,
-    /// Most subscriptions one client may hold. Default 1000.
+    /// Most subscriptions one client may hold. Default 100.
     pub max_subscriptions: usize,
+    /// Most subscriptions in this engine, all clients together; further
+    /// subscribes are refused with `503 Server at capacity`. Default 250 000.
+    pub max_total_subscriptions: usize,
     /// Most live clients in this engine; further handshakes are refused. Default 100 000.
     pub max_clients: usize,
+    /// Most live sessions one client address may hold (IPv6 by /64). Default 1000.
+    pub max_sessions_per_ip: usize,
+    /// Handshakes per second one client address may make on average. Default 20.
+    pub handshake_rate_per_ip: f64,
+    /// Handshakes one client address may make at once after a quiet spell. Default 100.
+    pub handshake_burst_per_ip: f64,
+    /// How long a session may wait for its first `/meta/connect` before it
+    /// expires (Faye clients connect right after the handshake). Default 30 s,
+    /// and never longer than the session lifetime.
+    pub first_connect_timeout: Duration,
+    /// Most messages in one request or WebSocket message. Default 1000.
+    pub max_batch_messages: usize,
+    /// Longest channel name or pattern, in bytes. Default 256.
+    pub max_channel_bytes: usize,
+    /// Most segments in a channel name or pattern. Default 16.
+    pub max_channel_segments: usize,
     /// WebSocket ping interval; `None` (the default) sends none, like Faye without `ping`.
     pub ws_ping: Option<Duration>,
     /// EventSource keep-alive comment interval. Default 10 s, as Faye.
@@ -109,8 +132,16 @@ impl Default for EngineSettings {
             max_message_bytes: 1 << 20,
             max_queue_messages: 1000,
             max_queue_bytes: 4 << 20,
-            max_subscriptions: 1000,
+            max_subscriptions: 100,
+            max_total_subscriptions: 250_000,
             max_clients: 100_000,
+            max_sessions_per_ip: 1000,
+            handshake_rate_per_ip: 20.0,
+            handshake_burst_per_ip: 100.0,
+            first_connect_timeout: Duration::from_secs(30),
+            max_batch_messages: 1000,
+            max_channel_bytes: 256,
+            max_channel_segments: 16,
             ws_ping: None,
             eventsource_ping: Duration::from_secs(10),
             publish: PublishPolicy::Open,
@@ -122,6 +153,23 @@ impl EngineSettings {
     /// How long a session lives without a connect: twice the timeout.
     pub fn session_lifetime(&self) -> Duration {
         self.timeout * 2
+    }
+
+    /// The bounds channel names and patterns must keep.
+    pub fn channel_bounds(&self) -> channel::Bounds {
+        channel::Bounds {
+            max_bytes: self.max_channel_bytes,
+            max_segments: self.max_channel_segments,
+        }
+    }
+
+    /// The per-address admission limits.
+    pub fn peer_limits(&self) -> PeerLimits {
+        PeerLimits {
+            max_sessions: self.max_sessions_per_ip,
+            handshake_rate: self.handshake_rate_per_ip,
+            handshake_burst: self.handshake_burst_per_ip,
+        }
     }
 
     fn queue_limits(&self) -> QueueLimits {
@@ -137,6 +185,13 @@ impl EngineSettings {
 pub struct Counters {
     /// Successful handshakes.
     pub handshakes: AtomicU64,
+    /// Handshakes refused: route at capacity, an address over its limits, or
+    /// more than one handshake in a request.
+    pub handshakes_refused: AtomicU64,
+    /// Subscriptions refused by the per-client or per-route bound.
+    pub subscriptions_refused: AtomicU64,
+    /// Requests and WebSocket messages refused for holding too many messages.
+    pub batches_refused: AtomicU64,
     /// Accepted publishes (from clients and backends).
     pub published: AtomicU64,
     /// Events queued for a recipient.
@@ -209,6 +264,14 @@ pub struct Stats {
     pub subscriptions: u64,
     /// Successful handshakes.
     pub handshakes: u64,
+    /// Refused handshakes.
+    pub handshakes_refused: u64,
+    /// Refused subscriptions.
+    pub subscriptions_refused: u64,
+    /// Refused oversized batches.
+    pub batches_refused: u64,
+    /// Client addresses tracked for admission.
+    pub peers: u64,
     /// Accepted publishes.
     pub published: u64,
     /// Events queued for recipients.
@@ -225,6 +288,24 @@ pub struct Stats {
     pub connections: [i64; 4],
 }
 
+/// Why a handshake did not create a session.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) enum Refused {
+    /// The route is at `max_clients`, or retired.
+    Capacity,
+    /// The client's address is over one of its limits.
+    Peer(Refusal),
+}
+
+/// Which bound a refused subscription hit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Full {
+    /// The client's `max_subscriptions`.
+    Client,
+    /// The route's `max_total_subscriptions`.
+    Route,
+}
+
 const CLIENT_SHARDS: usize = 32;
 
 type ClientShard = Mutex<HashMap<Arc<str>, Arc<Client>>>;
@@ -238,6 +319,7 @@ struct Inner {
     client_count: AtomicUsize,
     next_serial: AtomicU64,
     index: Index,
+    peers: Peers,
     counters: Counters,
     retired: AtomicBool,
 }
@@ -262,6 +344,7 @@ impl Engine {
                 client_count: AtomicUsize::new(0),
                 next_serial: AtomicU64::new(1),
                 index: Index::new(),
+                peers: Peers::new(),
                 counters: Counters::default(),
                 retired: AtomicBool::new(false),
             }),
@@ -328,6 +411,9 @@ impl Engine {
             self.destroy(client);
             self.inner.counters.expired.fetch_add(1, Ordering::Relaxed);
         }
+        self.inner
+            .peers
+            .prune(&self.inner.settings.load().peer_limits());
         expired.len()
     }
 
@@ -356,6 +442,10 @@ impl Engine {
             clients: self.inner.client_count.load(Ordering::Relaxed) as u64,
             subscriptions: self.inner.index.len() as u64,
             handshakes: c.handshakes.load(Ordering::Relaxed),
+            handshakes_refused: c.handshakes_refused.load(Ordering::Relaxed),
+            subscriptions_refused: c.subscriptions_refused.load(Ordering::Relaxed),
+            batches_refused: c.batches_refused.load(Ordering::Relaxed),
+            peers: self.inner.peers.len() as u64,
             published: c.published.load(Ordering::Relaxed),
             delivered: c.delivered.load(Ordering::Relaxed),
             dropped: c.dropped.load(Ordering::Relaxed),
@@ -371,15 +461,26 @@ impl Engine {
         &self.inner.clients[h % CLIENT_SHARDS]
     }
 
-    /// Creates a session, or `None` when the engine is at `max_clients` or retired.
-    pub(crate) fn create_client(&self) -> Option<Arc<Client>> {
+    /// Creates a session for a client at `peer` (when known), or says why not.
+    /// A new session must connect within `first_connect_timeout`.
+    pub(crate) fn create_client(&self, peer: Option<IpAddr>) -> Result<Arc<Client>, Refused> {
         let settings = self.inner.settings.load();
         if self.is_retired()
             || self.inner.client_count.load(Ordering::Relaxed) >= settings.max_clients
         {
-            return None;
+            return Err(Refused::Capacity);
         }
-        let expires_at = Instant::now() + settings.session_lifetime();
+        let peer = peer.map(PeerKey::of);
+        if let Some(key) = peer {
+            self.inner
+                .peers
+                .admit(key, &settings.peer_limits())
+                .map_err(Refused::Peer)?;
+        }
+        let wait = settings
+            .first_connect_timeout
+            .min(settings.session_lifetime());
+        let expires_at = Instant::now() + wait;
         loop {
             let id: Arc<str> = Arc::from(client_id::generate());
             let mut shard = self.shard(&id).lock();
@@ -387,14 +488,14 @@ impl Engine {
                 continue;
             }
             let serial = self.inner.next_serial.fetch_add(1, Ordering::Relaxed);
-            let client = Arc::new(Client::new(id.clone(), serial, expires_at));
+            let client = Arc::new(Client::new(id.clone(), serial, peer, expires_at));
             shard.insert(id, client.clone());
             self.inner.client_count.fetch_add(1, Ordering::Relaxed);
             self.inner
                 .counters
                 .handshakes
                 .fetch_add(1, Ordering::Relaxed);
-            return Some(client);
+            return Ok(client);
         }
     }
 
@@ -459,15 +560,18 @@ impl Engine {
         if self.shard(&client.id).lock().remove(&client.id).is_some() {
             self.inner.client_count.fetch_sub(1, Ordering::Relaxed);
         }
+        if let Some(key) = client.peer {
+            self.inner.peers.release(key);
+        }
         if let client::Owner::Poll(w) | client::Owner::Stream(w) = owner {
             w.notify.notify_one();
         }
     }
 
     /// Adds a subscription; returns false when the client is gone. Re-subscribing
-    /// is a no-op. `Err(())` when the client is at `max_subscriptions`.
-    pub(crate) fn subscribe(&self, client: &Arc<Client>, pattern: &str) -> Result<bool, ()> {
-        let max = self.inner.settings.load().max_subscriptions;
+    /// is a no-op. Refused when the client or the route holds its maximum.
+    pub(crate) fn subscribe(&self, client: &Arc<Client>, pattern: &str) -> Result<bool, Full> {
+        let settings = self.inner.settings.load();
         let mut st = client.state.lock();
         if !st.alive {
             return Ok(false);
@@ -475,8 +579,21 @@ impl Engine {
         if st.subscriptions.contains(pattern) {
             return Ok(true);
         }
-        if st.subscriptions.len() >= max {
-            return Err(());
+        let full = if st.subscriptions.len() >= settings.max_subscriptions {
+            Some(Full::Client)
+        } else if self.inner.index.len() >= settings.max_total_subscriptions {
+            // Checked without a lock: concurrent subscribes may pass it together,
+            // so the bound can be exceeded by at most the number of threads.
+            Some(Full::Route)
+        } else {
+            None
+        };
+        if let Some(full) = full {
+            self.inner
+                .counters
+                .subscriptions_refused
+                .fetch_add(1, Ordering::Relaxed);
+            return Err(full);
         }
         let key: Arc<str> = Arc::from(pattern);
         st.subscriptions.insert(key.clone());
@@ -506,8 +623,7 @@ impl Engine {
         if channel::is_service(channel_name) {
             return;
         }
-        let keys = channel::expand(channel_name);
-        let recipients = self.inner.index.collect(&keys);
+        let recipients = self.inner.index.collect(channel_name);
         if recipients.is_empty() {
             return;
         }
@@ -528,13 +644,21 @@ impl Engine {
                 dropped += offered.dropped;
                 overflows += 1;
             }
+            if let Some(count) = offered.report {
+                // At most one line per client per period, however many publishes overflow it.
+                tracing::warn!(
+                    route = %self.inner.name,
+                    client_id = %client.id,
+                    dropped = count,
+                    "client not reading: oldest queued events dropped"
+                );
+            }
         }
         let c = &self.inner.counters;
         c.delivered.fetch_add(delivered, Ordering::Relaxed);
         if dropped > 0 {
             c.dropped.fetch_add(dropped, Ordering::Relaxed);
             c.overflows.fetch_add(overflows, Ordering::Relaxed);
-            tracing::warn!(route = %self.inner.name, dropped, "client mailboxes full: oldest events dropped");
         }
     }
 
@@ -545,6 +669,21 @@ impl Engine {
             engine: self.clone(),
             transport,
         }
+    }
+
+    /// Counts a request or WebSocket message refused for holding too many messages.
+    pub fn count_refused_batch(&self) {
+        self.inner
+            .counters
+            .batches_refused
+            .fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn count_refused_handshake(&self) {
+        self.inner
+            .counters
+            .handshakes_refused
+            .fetch_add(1, Ordering::Relaxed);
     }
 
     pub(crate) fn count_disconnect(&self) {
@@ -562,8 +701,8 @@ mod tests {
     use serde_json::json;
 
     fn run(engine: &Engine, body: serde_json::Value, bearer: Option<&str>) -> Vec<Value> {
-        let batch = parse_batch(body.to_string().as_bytes()).unwrap();
-        let out = engine.process(batch, &mut Ctx::http(bearer));
+        let batch = parse_batch(body.to_string().as_bytes(), 1000).unwrap();
+        let out = engine.process(batch, &mut Ctx::http(bearer, None));
         out.items
             .into_iter()
             .map(|i| match i {

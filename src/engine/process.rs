@@ -6,6 +6,7 @@
 //! sends them: a held connect and its events are last. Error strings, precedence
 //! ("later assignment wins") and echo rules follow PROTOCOL.md §1-§3.
 
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,7 +16,7 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use super::client::{Client, Owner, Waiter};
-use super::{Engine, PublishPolicy};
+use super::{Engine, Full, PublishPolicy, Refusal, Refused};
 use crate::bayeux::message::{finish, reply_skeleton, str_field, truthy};
 use crate::bayeux::{channel, error, meta, Batch, BAYEUX_VERSION, CONNECTION_TYPES};
 
@@ -131,14 +132,17 @@ pub struct Ctx<'a> {
     /// The bearer token of the request's `Authorization` header (for a
     /// WebSocket, the upgrade request's), checked by the `secret` publish policy.
     pub bearer: Option<&'a str>,
+    /// The client's address, for the per-address session limits.
+    pub peer: Option<IpAddr>,
 }
 
 impl<'a> Ctx<'a> {
-    /// Context of a plain HTTP request.
-    pub fn http(bearer: Option<&'a str>) -> Ctx<'a> {
+    /// Context of a plain HTTP request from `peer`.
+    pub fn http(bearer: Option<&'a str>, peer: Option<IpAddr>) -> Ctx<'a> {
         Ctx {
             stream: None,
             bearer,
+            peer,
         }
     }
 }
@@ -356,11 +360,18 @@ impl Engine {
     /// Processes one batch. See the module docs for ordering.
     pub fn process(&self, batch: Batch, ctx: &mut Ctx<'_>) -> Outcome {
         let mut out = Outcome::default();
+        // A Bayeux client sends one handshake at a time; more in one request
+        // would let a single request fill the session table.
+        let mut handshaken = false;
         for message in batch.into_iter().flatten() {
             let channel_name = str_field(&message, "channel").map(str::to_owned);
             match channel_name.as_deref() {
                 Some(name) if channel::is_meta(name) => match name {
-                    meta::HANDSHAKE => out.items.push(Item::Reply(self.handshake(&message))),
+                    meta::HANDSHAKE => {
+                        let peer = if handshaken { Err(()) } else { Ok(ctx.peer) };
+                        handshaken = true;
+                        out.items.push(Item::Reply(self.handshake(&message, peer)));
+                    }
                     meta::CONNECT => match self.connect(&message, ctx) {
                         Ok(wait) => out.connects.push(wait),
                         Err(reply) => out.items.push(Item::Reply(reply)),
@@ -387,7 +398,12 @@ impl Engine {
         out
     }
 
-    fn handshake(&self, message: &Map<String, Value>) -> Map<String, Value> {
+    /// `peer` is the client's address, or `Err` when the request already held a handshake.
+    fn handshake(
+        &self,
+        message: &Map<String, Value>,
+        peer: Result<Option<IpAddr>, ()>,
+    ) -> Map<String, Value> {
         let mut reply = reply_skeleton(message);
         reply.insert("version".to_owned(), json!(BAYEUX_VERSION));
         if !truthy(message.get("version")) {
@@ -415,23 +431,37 @@ impl Engine {
                 error::parameter_missing("supportedConnectionTypes"),
             );
         }
-        let mut at_capacity = false;
+        // Milliseconds a refused client should wait before its next handshake.
+        let mut back_off = None;
         if !reply.contains_key("error") {
-            match self.create_client() {
-                Some(client) => {
+            let created = match peer {
+                Ok(peer) => self.create_client(peer),
+                Err(()) => Err(Refused::Peer(Refusal::Rate(Duration::from_secs(5)))),
+            };
+            match created {
+                Ok(client) => {
                     reply.insert("clientId".to_owned(), json!(&*client.id));
                 }
-                None => {
-                    set_error(&mut reply, "503::Server at capacity".to_owned());
-                    at_capacity = true;
+                Err(refused) => {
+                    self.count_refused_handshake();
+                    let (error, wait) = match refused {
+                        Refused::Capacity => ("503::Server at capacity", 5000),
+                        Refused::Peer(Refusal::Sessions) => ("429::Too many sessions", 5000),
+                        Refused::Peer(Refusal::Rate(wait)) => (
+                            "429::Too many handshakes",
+                            (wait.as_millis() as u64).max(1000),
+                        ),
+                    };
+                    set_error(&mut reply, error.to_owned());
+                    back_off = Some(wait);
                 }
             }
         }
         let ok = finish(&mut reply);
         let mut adv = advice(self, ok, false);
-        if at_capacity {
-            // Slow down clients refused for capacity instead of a tight retry loop.
-            adv["interval"] = json!(5000);
+        if let Some(wait) = back_off {
+            // Slow down refused clients instead of a tight retry loop.
+            adv["interval"] = json!(wait);
         }
         reply.insert("advice".to_owned(), adv);
         reply
@@ -540,15 +570,17 @@ impl Engine {
             Some(v) if truthy(Some(v)) => vec![v],
             _ => Vec::new(),
         };
+        let bounds = self.settings().channel_bounds();
         for item in list {
             if reply.contains_key("error") {
                 break;
             }
             let name = item.as_str().unwrap_or("");
-            if !channel::is_subscribable(name) {
+            let admitted = bounds.admits(name);
+            if admitted && !channel::is_subscribable(name) {
                 set_error(&mut reply, error::channel_forbidden(Some(item)));
             }
-            if !channel::is_valid(name) {
+            if !admitted || !channel::is_valid(name) {
                 set_error(&mut reply, error::channel_invalid(Some(item)));
             }
             if reply.contains_key("error") {
@@ -556,8 +588,14 @@ impl Engine {
             }
             if let Some(client) = &client {
                 if subscribe {
-                    if self.subscribe(client, name).is_err() {
-                        set_error(&mut reply, format!("403:{name}:Too many subscriptions"));
+                    match self.subscribe(client, name) {
+                        Ok(_) => {}
+                        Err(Full::Client) => {
+                            set_error(&mut reply, format!("403:{name}:Too many subscriptions"))
+                        }
+                        Err(Full::Route) => {
+                            set_error(&mut reply, format!("503:{name}:Server at capacity"))
+                        }
                     }
                 } else {
                     self.unsubscribe(client, name);
@@ -598,7 +636,10 @@ impl Engine {
     ) -> Map<String, Value> {
         let mut reply = reply_skeleton(&message);
         let name = str_field(&message, "channel").map(str::to_owned);
-        let valid = name.as_deref().is_some_and(channel::is_name);
+        let bounds = self.settings().channel_bounds();
+        let valid = name
+            .as_deref()
+            .is_some_and(|n| bounds.admits(n) && channel::is_name(n));
         if !valid {
             set_error(&mut reply, error::channel_invalid(message.get("channel")));
         }

@@ -1,15 +1,27 @@
-//! The channel → subscribers index of one engine.
+//! The channel → subscribers index of one engine: a trie of channel segments.
 //!
-//! Keys are the exact strings clients subscribed to (names and patterns); a
-//! publication looks up the handful of keys `bayeux::channel::expand` yields, so
-//! wildcard routing costs a few hash lookups whatever the number of patterns.
-//! The index is split into shards, each behind its own read-write lock, so
-//! publishes to different channels never contend and a publish only takes read
-//! locks. Lock order: a client's state lock may be held while taking a shard
-//! lock (subscribe), never the other way round.
+//! A subscription is a channel name (`/a/b`) or a pattern ending in `*` (one
+//! more segment) or `**` (one or more). Each is stored at the trie node of its
+//! literal segments, in one of three sets: `/a/b` in the exact set of node
+//! `a/b`, `/a/b/*` in its one-level set, `/a/b/**` in its deep set; `/*` and
+//! `/**` belong to the root. A publication to `/s1/…/sn` walks its segments once
+//! from the root, taking every deep set on the way, the one-level set of the
+//! last segment's parent and the exact set of the last segment. Each segment is
+//! hashed once and no key is built, so matching costs time linear in the name's
+//! length and allocates only the recipient list, however many patterns exist.
+//!
+//! Subscriptions reach the index validated and within the route's bound on
+//! segments, so the trie's depth (and the recursion that prunes it) is small.
+//!
+//! The trie is split by first segment into shards, each behind its own
+//! read-write lock, and the root's two sets have their own; publishes to
+//! different channels rarely meet and a publish takes read locks only. Lock
+//! order: a client's state lock may be held while taking an index lock (the
+//! client module subscribes under its lock), never the other way round.
 
 use std::collections::HashMap;
-use std::hash::{BuildHasher, RandomState};
+use std::hash::{BuildHasher, BuildHasherDefault, Hasher, RandomState};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use parking_lot::RwLock;
@@ -18,57 +30,234 @@ use super::client::Client;
 
 const SHARDS: usize = 16;
 
-type Subscribers = HashMap<u64, Arc<Client>>;
-type Shard = RwLock<HashMap<Arc<str>, Subscribers>>;
+/// Hashes client serials, which the engine assigns (never a peer), so a
+/// multiplicative mix is enough and the maps carry no per-map random keys.
+#[derive(Default)]
+struct SerialHasher(u64);
+
+impl Hasher for SerialHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(*b)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+}
+
+type Subscribers = HashMap<u64, Arc<Client>, BuildHasherDefault<SerialHasher>>;
+
+/// Trie nodes by segment.
+type Children = HashMap<Box<str>, Node>;
+
+/// Which set of a node a subscription lives in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    /// `/a/b`
+    Exact,
+    /// `/a/b/*`
+    One,
+    /// `/a/b/**`
+    Deep,
+}
+
+/// Splits a valid name or pattern into its literal segments and its kind.
+fn parse(pattern: &str) -> (impl Iterator<Item = &str>, Kind) {
+    let rest = pattern.strip_prefix('/').unwrap_or(pattern);
+    let (literal, kind) = if let Some(base) = rest.strip_suffix("**") {
+        (base, Kind::Deep)
+    } else if let Some(base) = rest.strip_suffix('*') {
+        (base, Kind::One)
+    } else {
+        (rest, Kind::Exact)
+    };
+    let literal = literal.strip_suffix('/').unwrap_or(literal);
+    let segments = literal.split('/').filter(|s| !s.is_empty());
+    (segments, kind)
+}
+
+#[derive(Debug, Default)]
+struct Sets {
+    exact: Subscribers,
+    one: Subscribers,
+    deep: Subscribers,
+}
+
+impl Sets {
+    fn get_mut(&mut self, kind: Kind) -> &mut Subscribers {
+        match kind {
+            Kind::Exact => &mut self.exact,
+            Kind::One => &mut self.one,
+            Kind::Deep => &mut self.deep,
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.exact.is_empty() && self.one.is_empty() && self.deep.is_empty()
+    }
+}
+
+/// One trie node; `sets` is boxed because most nodes on a path hold no
+/// subscription of their own.
+#[derive(Debug, Default)]
+struct Node {
+    children: Children,
+    sets: Option<Box<Sets>>,
+}
+
+impl Node {
+    fn is_empty(&self) -> bool {
+        self.children.is_empty() && self.sets.as_ref().is_none_or(|s| s.is_empty())
+    }
+
+    fn sets_mut(&mut self) -> &mut Sets {
+        self.sets.get_or_insert_with(Box::default)
+    }
+}
+
+/// Removes `serial` from the `kind` set of the node at `path` below `children`,
+/// pruning nodes left empty. True when something was removed.
+fn remove_below(children: &mut Children, path: &[&str], kind: Kind, serial: u64) -> bool {
+    let Some((first, rest)) = path.split_first() else {
+        return false;
+    };
+    let Some(node) = children.get_mut(*first) else {
+        return false;
+    };
+    let removed = if rest.is_empty() {
+        let removed = node
+            .sets
+            .as_mut()
+            .is_some_and(|s| s.get_mut(kind).remove(&serial).is_some());
+        if node.sets.as_ref().is_some_and(|s| s.is_empty()) {
+            node.sets = None;
+        }
+        removed
+    } else {
+        remove_below(&mut node.children, rest, kind, serial)
+    };
+    if node.is_empty() {
+        children.remove(*first);
+    }
+    removed
+}
 
 #[derive(Debug)]
 pub(crate) struct Index {
     hasher: RandomState,
-    shards: Box<[Shard]>,
+    /// `/*` and `/**`.
+    root: RwLock<Sets>,
+    /// Trie nodes of first segments, by shard.
+    shards: Box<[RwLock<Children>]>,
+    /// (pattern, client) pairs, for metrics and the route's bound.
+    len: AtomicUsize,
 }
 
 impl Index {
     pub(crate) fn new() -> Self {
         Index {
             hasher: RandomState::new(),
+            root: RwLock::new(Sets::default()),
             shards: (0..SHARDS).map(|_| RwLock::new(HashMap::new())).collect(),
+            len: AtomicUsize::new(0),
         }
     }
 
-    fn shard(&self, key: &str) -> &Shard {
-        let h = self.hasher.hash_one(key) as usize;
+    fn shard(&self, first: &str) -> &RwLock<Children> {
+        let h = self.hasher.hash_one(first) as usize;
         &self.shards[h % SHARDS]
     }
 
-    pub(crate) fn insert(&self, key: &Arc<str>, client: &Arc<Client>) {
-        self.shard(key)
-            .write()
-            .entry(key.clone())
-            .or_default()
-            .insert(client.serial, client.clone());
+    /// Adds `client` under `pattern` (a valid name or pattern). True when it
+    /// was not there yet.
+    pub(crate) fn insert(&self, pattern: &str, client: &Arc<Client>) -> bool {
+        let (mut segments, kind) = parse(pattern);
+        let added = match segments.next() {
+            None => self
+                .root
+                .write()
+                .get_mut(kind)
+                .insert(client.serial, client.clone())
+                .is_none(),
+            Some(first) => {
+                let mut shard = self.shard(first).write();
+                let mut node = shard.entry(Box::from(first)).or_default();
+                for segment in segments {
+                    node = node.children.entry(Box::from(segment)).or_default();
+                }
+                node.sets_mut()
+                    .get_mut(kind)
+                    .insert(client.serial, client.clone())
+                    .is_none()
+            }
+        };
+        if added {
+            self.len.fetch_add(1, Ordering::Relaxed);
+        }
+        added
     }
 
-    pub(crate) fn remove(&self, key: &str, serial: u64) {
-        let mut shard = self.shard(key).write();
-        if let Some(set) = shard.get_mut(key) {
-            set.remove(&serial);
-            if set.is_empty() {
-                shard.remove(key);
+    /// Removes the client with `serial` from under `pattern`. True when it was there.
+    pub(crate) fn remove(&self, pattern: &str, serial: u64) -> bool {
+        let (segments, kind) = parse(pattern);
+        let path: Vec<&str> = segments.collect();
+        let removed = match path.first() {
+            None => self.root.write().get_mut(kind).remove(&serial).is_some(),
+            Some(first) => {
+                let mut shard = self.shard(first).write();
+                remove_below(&mut shard, &path, kind, serial)
+            }
+        };
+        if removed {
+            self.len.fetch_sub(1, Ordering::Relaxed);
+        }
+        removed
+    }
+
+    /// Every distinct client subscribed to a pattern that matches the concrete
+    /// channel `name`, in one pass over its segments.
+    pub(crate) fn collect(&self, name: &str) -> Vec<Arc<Client>> {
+        let mut out: Vec<Arc<Client>> = Vec::new();
+        let Some(rest) = name.strip_prefix('/') else {
+            return out;
+        };
+        let mut sources = 0usize;
+        let mut take = |set: &Subscribers| {
+            if !set.is_empty() {
+                sources += 1;
+                out.extend(set.values().cloned());
+            }
+        };
+        let count = rest.bytes().filter(|b| *b == b'/').count() + 1;
+        {
+            let root = self.root.read();
+            take(&root.deep);
+            if count == 1 {
+                take(&root.one);
             }
         }
-    }
-
-    /// Every distinct client subscribed to any of `keys`.
-    pub(crate) fn collect(&self, keys: &[String]) -> Vec<Arc<Client>> {
-        let mut out: Vec<Arc<Client>> = Vec::new();
-        let mut sources = 0;
-        for key in keys {
-            let shard = self.shard(key).read();
-            if let Some(set) = shard.get(key.as_str()) {
-                if !set.is_empty() {
-                    sources += 1;
-                    out.extend(set.values().cloned());
+        let mut segments = rest.split('/');
+        if let Some(first) = segments.next() {
+            let shard = self.shard(first).read();
+            let mut node = shard.get(first);
+            let mut depth = 1;
+            while let Some(n) = node {
+                if let Some(sets) = &n.sets {
+                    if depth == count {
+                        take(&sets.exact);
+                    } else {
+                        take(&sets.deep);
+                        if depth + 1 == count {
+                            take(&sets.one);
+                        }
+                    }
                 }
+                node = segments.next().and_then(|s| n.children.get(s));
+                depth += 1;
             }
         }
         if sources > 1 {
@@ -79,11 +268,86 @@ impl Index {
         out
     }
 
-    /// Number of (channel, client) pairs, for metrics.
+    /// Number of (pattern, client) pairs.
     pub(crate) fn len(&self) -> usize {
-        self.shards
-            .iter()
-            .map(|s| s.read().values().map(HashMap::len).sum::<usize>())
-            .sum()
+        self.len.load(Ordering::Relaxed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bayeux::channel;
+    use tokio::time::Instant;
+
+    fn client(serial: u64) -> Arc<Client> {
+        Arc::new(Client::new(
+            Arc::from(format!("c{serial}")),
+            serial,
+            None,
+            Instant::now(),
+        ))
+    }
+
+    fn serials(index: &Index, name: &str) -> Vec<u64> {
+        let mut v: Vec<u64> = index.collect(name).iter().map(|c| c.serial).collect();
+        v.sort_unstable();
+        v
+    }
+
+    #[test]
+    fn collect_agrees_with_matches() {
+        let patterns = [
+            "/*", "/**", "/a", "/a/*", "/a/**", "/a/b", "/a/b/*", "/a/b/**", "/b/*", "/a/b/c",
+            "/a/c/**",
+        ];
+        let names = [
+            "/a", "/a/b", "/a/b/c", "/b", "/b/x", "/a/c/d/e", "/c", "/a/b/c/d",
+        ];
+        let index = Index::new();
+        let clients: Vec<Arc<Client>> = (0..patterns.len() as u64).map(client).collect();
+        for (p, c) in patterns.iter().zip(&clients) {
+            assert!(index.insert(p, c));
+            assert!(!index.insert(p, c), "second insert of {p} is a no-op");
+        }
+        assert_eq!(index.len(), patterns.len());
+        for name in names {
+            let expected: Vec<u64> = patterns
+                .iter()
+                .enumerate()
+                .filter(|(_, p)| channel::matches(p, name))
+                .map(|(i, _)| i as u64)
+                .collect();
+            assert_eq!(serials(&index, name), expected, "{name}");
+        }
+    }
+
+    #[test]
+    fn one_copy_per_client_and_removal_prunes() {
+        let index = Index::new();
+        let c = client(7);
+        for p in ["/a/**", "/a/b", "/**"] {
+            index.insert(p, &c);
+        }
+        assert_eq!(serials(&index, "/a/b"), [7]);
+        assert!(index.remove("/a/b", 7));
+        assert!(!index.remove("/a/b", 7));
+        assert!(index.remove("/a/**", 7));
+        assert!(index.remove("/**", 7));
+        assert_eq!(index.len(), 0);
+        assert!(serials(&index, "/a/b").is_empty());
+        for shard in index.shards.iter() {
+            assert!(shard.read().is_empty(), "empty nodes are pruned");
+        }
+    }
+
+    #[test]
+    fn long_names_cost_one_pass() {
+        // 100 000 segments: one key per prefix would be ~10 GB of strings.
+        let name = "/a".repeat(100_000);
+        let index = Index::new();
+        index.insert("/a/a/**", &client(1));
+        index.insert("/a/a/a", &client(2));
+        assert_eq!(serials(&index, &name), [1]);
     }
 }

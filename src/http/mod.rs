@@ -10,7 +10,7 @@ pub mod cors;
 pub mod response;
 pub mod static_client;
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -39,6 +39,50 @@ pub struct ConnInfo {
     pub peer: SocketAddr,
     /// True on a TLS listener.
     pub tls: bool,
+    /// The listener's connection slot. A WebSocket keeps a share of it for its
+    /// whole life, so upgraded sockets count against `max_connections` too.
+    pub slot: Option<Arc<tokio::sync::OwnedSemaphorePermit>>,
+}
+
+/// How the gateway treats requests, from `[server]`.
+#[derive(Debug, Clone, Default)]
+pub struct GatewaySettings {
+    /// Time allowed to receive a request body once the headers arrived, and
+    /// one WebSocket message once its first byte arrived.
+    pub body_timeout: Duration,
+    /// Proxies whose `X-Forwarded-For` is believed.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+}
+
+impl GatewaySettings {
+    /// The client's address: the TCP peer, or, when the peer is a trusted
+    /// proxy, the nearest address in `X-Forwarded-For` that is not one.
+    pub fn client_ip(&self, peer: IpAddr, headers: &http::HeaderMap) -> IpAddr {
+        let trusted = |ip: &IpAddr| self.trusted_proxies.iter().any(|n| n.contains(ip));
+        if !trusted(&peer) {
+            return peer;
+        }
+        let mut client = peer;
+        // Walk the hops from the nearest one outwards; only trusted proxies'
+        // additions are believed, the first untrusted hop is the client.
+        let hops = headers
+            .get_all("x-forwarded-for")
+            .iter()
+            .rev()
+            .flat_map(|v| v.to_str().unwrap_or("").rsplit(','));
+        for hop in hops {
+            match hop.trim().parse::<IpAddr>() {
+                Ok(ip) => {
+                    client = ip;
+                    if !trusted(&ip) {
+                        break;
+                    }
+                }
+                Err(_) => break,
+            }
+        }
+        client
+    }
 }
 
 #[derive(Debug)]
@@ -46,8 +90,7 @@ struct Inner {
     routes: Routes,
     client: StaticClient,
     shutdown: Shutdown,
-    /// Time allowed to receive a request body once the headers arrived.
-    body_timeout: Duration,
+    settings: GatewaySettings,
 }
 
 /// The client-facing service (cheap to clone).
@@ -62,14 +105,14 @@ impl Gateway {
         routes: Routes,
         client: StaticClient,
         shutdown: Shutdown,
-        body_timeout: Duration,
+        settings: GatewaySettings,
     ) -> Self {
         Gateway {
             inner: Arc::new(Inner {
                 routes,
                 client,
                 shutdown,
-                body_timeout,
+                settings,
             }),
         }
     }
@@ -111,13 +154,19 @@ impl Gateway {
         if last.ends_with(".js") || last.ends_with(".map") {
             return self.inner.client.serve(last, req.headers());
         }
+        let ip = self.inner.settings.client_ip(conn.peer.ip(), req.headers());
         let is_upgrade = req
             .headers()
             .get(UPGRADE)
             .and_then(|v| v.to_str().ok())
             .is_some_and(|v| v.eq_ignore_ascii_case("websocket"));
         if is_upgrade {
-            return websocket::upgrade(req, engine, &self.inner.shutdown, &conn);
+            let session = websocket::SessionInfo {
+                ip,
+                slot: conn.slot.clone(),
+                message_timeout: self.inner.settings.body_timeout,
+            };
+            return websocket::upgrade(req, engine, &self.inner.shutdown, session);
         }
         if req.method() == Method::OPTIONS
             || req.headers().contains_key("access-control-request-method")
@@ -134,13 +183,56 @@ impl Gateway {
                 if wants_stream {
                     eventsource::serve(req, engine, last, &self.inner.shutdown)
                 } else {
-                    long_polling::get(req, engine, &self.inner.shutdown).await
+                    long_polling::get(req, engine, &self.inner.shutdown, ip).await
                 }
             }
             Method::POST => {
-                long_polling::post(req, engine, &self.inner.shutdown, self.inner.body_timeout).await
+                let timeout = self.inner.settings.body_timeout;
+                long_polling::post(req, engine, &self.inner.shutdown, timeout, ip).await
             }
             _ => response::bad_request(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(xff: &[&str]) -> http::HeaderMap {
+        let mut h = http::HeaderMap::new();
+        for v in xff {
+            h.append("x-forwarded-for", v.parse().unwrap());
+        }
+        h
+    }
+
+    #[test]
+    fn forwarded_for_is_believed_only_from_trusted_proxies() {
+        let settings = GatewaySettings {
+            trusted_proxies: vec!["10.0.0.0/8".parse().unwrap()],
+            ..Default::default()
+        };
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        let spoofed = headers(&["1.1.1.1"]);
+        assert_eq!(
+            settings.client_ip(ip("203.0.113.9"), &spoofed),
+            ip("203.0.113.9")
+        );
+        assert_eq!(settings.client_ip(ip("10.0.0.2"), &spoofed), ip("1.1.1.1"));
+        // The client prepends a lie; the trusted hops appended the truth.
+        let chain = headers(&["1.1.1.1, 198.51.100.7", "10.1.1.1"]);
+        assert_eq!(
+            settings.client_ip(ip("10.0.0.2"), &chain),
+            ip("198.51.100.7")
+        );
+        assert_eq!(
+            settings.client_ip(ip("10.0.0.2"), &headers(&["junk"])),
+            ip("10.0.0.2")
+        );
+        assert_eq!(
+            settings.client_ip(ip("10.0.0.2"), &headers(&[])),
+            ip("10.0.0.2")
+        );
     }
 }

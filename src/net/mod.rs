@@ -7,6 +7,13 @@
 //! HTTP connection is asked to finish its in-flight requests and close.
 //! Plain listeners speak HTTP/1.1; TLS listeners speak what ALPN chose (`h2`
 //! or `http/1.1`), so no bytes are spent sniffing the protocol.
+//!
+//! Every socket carries a write deadline (`crate::deadline::WriteDeadline`): a
+//! peer that stops reading while a response or frame waits is disconnected
+//! after `write_timeout`, so what it left unread is freed. A connection holds
+//! its slot of `max_connections` until it closes, an upgraded WebSocket
+//! included. On HTTP/2 at most [`H2_MAX_STREAMS`] requests run at once per
+//! connection, so one connection cannot hold more than that many replies.
 
 pub mod tls;
 
@@ -22,7 +29,12 @@ use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
 
 use crate::admin::Metrics;
+use crate::deadline::WriteDeadline;
 use crate::http::{ConnInfo, Gateway};
+
+/// Concurrent requests on one HTTP/2 connection (hyper's default is 200). A
+/// browser needs two per tab (a held connect and one more request).
+pub const H2_MAX_STREAMS: u32 = 100;
 
 /// Per-listener limits.
 #[derive(Debug, Clone)]
@@ -33,6 +45,8 @@ pub struct ListenerLimits {
     pub tls_handshake_timeout: Duration,
     /// Time allowed to receive request headers.
     pub header_read_timeout: Duration,
+    /// Time a write may wait for the peer to read before the connection closes.
+    pub write_timeout: Duration,
 }
 
 /// Runs the accept loop of one listener until the drain starts.
@@ -74,6 +88,8 @@ pub async fn serve(
         // (see `server::client_listener`); elsewhere set it per connection.
         #[cfg(not(target_os = "linux"))]
         let _ = stream.set_nodelay(true);
+        let stream = WriteDeadline::new(stream, limits.write_timeout);
+        let slot = Some(Arc::new(permit));
         let gateway = gateway.clone();
         let tls = tls.clone();
         let limits = limits.clone();
@@ -93,24 +109,18 @@ pub async fn serve(
         );
         shutdown.spawn(tracing::Instrument::instrument(
             async move {
-                let _permit = permit;
+                let info = ConnInfo {
+                    peer,
+                    tls: tls.is_some(),
+                    slot,
+                };
                 match tls {
-                    None => {
-                        serve_http(
-                            stream,
-                            false,
-                            gateway,
-                            ConnInfo { peer, tls: false },
-                            &limits,
-                            metrics,
-                        )
-                        .await
-                    }
+                    None => serve_http(stream, false, gateway, info, &limits, metrics).await,
                     // Boxed: the TLS state is large, and a plain listener's
                     // connections should not carry room for it.
                     Some(acceptor) => {
                         Box::pin(serve_tls(
-                            stream, acceptor, gateway, peer, &name, &limits, metrics,
+                            stream, acceptor, gateway, info, &name, &limits, metrics,
                         ))
                         .await
                     }
@@ -170,14 +180,7 @@ async fn serve_http<S>(
     if h2 {
         // Boxed: the HTTP/2 connection state is large, and most connections
         // (every WebSocket among them) are HTTP/1.1.
-        Box::pin(serve_h2(
-            stream,
-            service,
-            shutdown,
-            peer,
-            limits.header_read_timeout,
-        ))
-        .await;
+        Box::pin(serve_h2(stream, service, shutdown, peer, limits)).await;
         return;
     }
     let mut builder = http1::Builder::new();
@@ -192,26 +195,19 @@ async fn serve_http<S>(
 }
 
 async fn serve_tls(
-    stream: tokio::net::TcpStream,
+    stream: WriteDeadline<tokio::net::TcpStream>,
     acceptor: TlsAcceptor,
     gateway: Gateway,
-    peer: std::net::SocketAddr,
+    info: ConnInfo,
     name: &str,
     limits: &ListenerLimits,
     metrics: Arc<Metrics>,
 ) {
+    let peer = info.peer;
     match tokio::time::timeout(limits.tls_handshake_timeout, acceptor.accept(stream)).await {
         Ok(Ok(stream)) => {
             let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
-            serve_http(
-                stream,
-                h2,
-                gateway,
-                ConnInfo { peer, tls: true },
-                limits,
-                metrics,
-            )
-            .await
+            serve_http(stream, h2, gateway, info, limits, metrics).await
         }
         Ok(Err(e)) => {
             metrics.tls_failure();
@@ -229,7 +225,7 @@ async fn serve_h2<S, Svc>(
     service: Svc,
     shutdown: crate::shutdown::Shutdown,
     peer: std::net::SocketAddr,
-    header_read_timeout: Duration,
+    limits: &ListenerLimits,
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     Svc: hyper::service::HttpService<hyper::body::Incoming, ResBody = crate::http::Body> + Send,
@@ -241,7 +237,7 @@ async fn serve_h2<S, Svc>(
     // bypass it.
     let mut stream = tokio::io::BufReader::with_capacity(1, stream);
     let spoke = tokio::select! {
-        r = tokio::time::timeout(header_read_timeout, stream.fill_buf()) => {
+        r = tokio::time::timeout(limits.header_read_timeout, stream.fill_buf()) => {
             matches!(r, Ok(Ok(first)) if !first.is_empty())
         }
         _ = shutdown.draining() => false,
@@ -250,7 +246,12 @@ async fn serve_h2<S, Svc>(
         return;
     }
     let mut builder = http2::Builder::new(TokioExecutor::new());
-    builder.timer(TokioTimer::new());
+    builder
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(H2_MAX_STREAMS)
+        // A peer that stops answering pings is gone; its streams are freed.
+        .keep_alive_interval(limits.header_read_timeout)
+        .keep_alive_timeout(limits.write_timeout);
     let conn = builder.serve_connection(TokioIo::new(stream), service);
     run_until_drained!(conn, shutdown, peer);
 }
@@ -267,17 +268,20 @@ mod tests {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let stream = WriteDeadline::new(stream, Duration::from_secs(1));
         let client = crate::http::static_client::StaticClient::load(None).unwrap();
         let shutdown = crate::shutdown::Shutdown::default();
-        let gateway = Gateway::new(Default::default(), client, shutdown, Duration::from_secs(1));
+        let gateway = Gateway::new(Default::default(), client, shutdown, Default::default());
         let limits = ListenerLimits {
             max_connections: 1,
             tls_handshake_timeout: Duration::from_secs(1),
             header_read_timeout: Duration::from_secs(1),
+            write_timeout: Duration::from_secs(1),
         };
         let info = ConnInfo {
             peer: addr,
             tls: false,
+            slot: None,
         };
         let fut = serve_http(
             stream,

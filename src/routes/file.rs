@@ -105,12 +105,22 @@ pub struct ServerSettings {
     pub log_format: LogFormat,
     /// A directory holding the Faye browser bundle, overriding the embedded one.
     pub client_dir: Option<PathBuf>,
-    /// Most concurrent connections per listener. Default 50 000.
-    pub max_connections: usize,
+    /// Most concurrent connections per listener. Default: 50 000, or less
+    /// when the open-files limit does not allow that many (see `Server::start`).
+    pub max_connections: Option<usize>,
     /// Time allowed for a TLS handshake. Default 10 s.
     pub tls_handshake_timeout: Duration,
-    /// Time allowed to receive a request's headers. Default 30 s.
+    /// Time allowed to receive a request's headers (also bounds a request
+    /// body, and one WebSocket message from its first byte). Default 30 s.
     pub header_read_timeout: Duration,
+    /// How long a connection may go without the peer reading anything while a
+    /// write is waiting; it is closed after that. Default 30 s.
+    pub write_timeout: Duration,
+    /// Proxies whose `X-Forwarded-For` names the client (for the per-address
+    /// limits). Default: none, the TCP peer is the client.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// Most concurrent connections to the admin listener. Default 64.
+    pub admin_max_connections: usize,
 }
 
 /// One validated `[[route]]`.
@@ -148,7 +158,15 @@ macro_rules! tunables {
             max_queue_messages: Option<Spanned<u64>>,
             max_queue_bytes: Option<Spanned<u64>>,
             max_subscriptions: Option<Spanned<u64>>,
+            max_total_subscriptions: Option<Spanned<u64>>,
             max_clients: Option<Spanned<u64>>,
+            max_sessions_per_ip: Option<Spanned<u64>>,
+            handshake_rate_per_ip: Option<Spanned<f64>>,
+            handshake_burst_per_ip: Option<Spanned<u64>>,
+            first_connect_timeout_secs: Option<Spanned<f64>>,
+            max_batch_messages: Option<Spanned<u64>>,
+            max_channel_bytes: Option<Spanned<u64>>,
+            max_channel_segments: Option<Spanned<u64>>,
             ws_ping_secs: Option<Spanned<f64>>,
             eventsource_ping_secs: Option<Spanned<f64>>,
             publish: Option<Spanned<String>>,
@@ -186,6 +204,9 @@ struct RawServer {
     max_connections: Option<Spanned<u64>>,
     tls_handshake_timeout_secs: Option<Spanned<f64>>,
     header_read_timeout_secs: Option<Spanned<f64>>,
+    write_timeout_secs: Option<Spanned<f64>>,
+    #[serde(default)]
+    trusted_proxies: Vec<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -210,6 +231,7 @@ struct RawCert {
 #[serde(deny_unknown_fields)]
 struct RawAdmin {
     addr: Spanned<String>,
+    max_connections: Option<Spanned<u64>>,
 }
 
 struct Ctx<'a> {
@@ -317,8 +339,44 @@ macro_rules! apply_tunables {
         if let Some(v) = &raw.max_subscriptions {
             s.max_subscriptions = count(ctx, v, context, "max_subscriptions", 1, 1_000_000)?;
         }
+        if let Some(v) = &raw.max_total_subscriptions {
+            s.max_total_subscriptions =
+                count(ctx, v, context, "max_total_subscriptions", 1, 100_000_000)?;
+        }
         if let Some(v) = &raw.max_clients {
             s.max_clients = count(ctx, v, context, "max_clients", 1, 10_000_000)?;
+        }
+        if let Some(v) = &raw.max_sessions_per_ip {
+            s.max_sessions_per_ip = count(ctx, v, context, "max_sessions_per_ip", 1, 10_000_000)?;
+        }
+        if let Some(v) = &raw.handshake_rate_per_ip {
+            let x = *v.get_ref();
+            if !x.is_finite() || !(0.01..=1_000_000.0).contains(&x) {
+                return Err(ctx.invalid(
+                    v.span().start,
+                    context,
+                    "handshake_rate_per_ip",
+                    "must be between 0.01 and 1000000 per second",
+                ));
+            }
+            s.handshake_rate_per_ip = x;
+        }
+        if let Some(v) = &raw.handshake_burst_per_ip {
+            s.handshake_burst_per_ip =
+                count(ctx, v, context, "handshake_burst_per_ip", 1, 10_000_000)? as f64;
+        }
+        if let Some(v) = &raw.first_connect_timeout_secs {
+            s.first_connect_timeout =
+                secs(ctx, v, context, "first_connect_timeout_secs", 1.0, 3600.0)?;
+        }
+        if let Some(v) = &raw.max_batch_messages {
+            s.max_batch_messages = count(ctx, v, context, "max_batch_messages", 1, 1_000_000)?;
+        }
+        if let Some(v) = &raw.max_channel_bytes {
+            s.max_channel_bytes = count(ctx, v, context, "max_channel_bytes", 16, 65_536)?;
+        }
+        if let Some(v) = &raw.max_channel_segments {
+            s.max_channel_segments = count(ctx, v, context, "max_channel_segments", 1, 1024)?;
         }
         if let Some(v) = &raw.ws_ping_secs {
             let d = secs(ctx, v, context, "ws_ping_secs", 0.0, 3600.0)?;
@@ -567,8 +625,8 @@ fn build_server(ctx: &Ctx<'_>, raw: &RawServer) -> Result<ServerSettings, Config
         log_format,
         client_dir: raw.client_dir.as_deref().map(|d| ctx.path(d)),
         max_connections: match &raw.max_connections {
-            Some(v) => count(ctx, v, c, "max_connections", 1, 10_000_000)?,
-            None => 50_000,
+            Some(v) => Some(count(ctx, v, c, "max_connections", 1, 10_000_000)?),
+            None => None,
         },
         tls_handshake_timeout: match &raw.tls_handshake_timeout_secs {
             Some(v) => secs(ctx, v, c, "tls_handshake_timeout_secs", 0.1, 600.0)?,
@@ -577,6 +635,31 @@ fn build_server(ctx: &Ctx<'_>, raw: &RawServer) -> Result<ServerSettings, Config
         header_read_timeout: match &raw.header_read_timeout_secs {
             Some(v) => secs(ctx, v, c, "header_read_timeout_secs", 0.1, 600.0)?,
             None => Duration::from_secs(30),
+        },
+        write_timeout: match &raw.write_timeout_secs {
+            Some(v) => secs(ctx, v, c, "write_timeout_secs", 0.1, 600.0)?,
+            None => Duration::from_secs(30),
+        },
+        trusted_proxies: raw
+            .trusted_proxies
+            .iter()
+            .map(|v| {
+                let text = v.get_ref();
+                text.parse::<ipnet::IpNet>()
+                    .or_else(|_| text.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                    .map_err(|_| {
+                        ctx.invalid(
+                            v.span().start,
+                            c,
+                            "trusted_proxies",
+                            "must list addresses or networks such as 10.0.0.0/8",
+                        )
+                    })
+            })
+            .collect::<Result<_, _>>()?,
+        admin_max_connections: match raw.admin.as_ref().and_then(|a| a.max_connections.as_ref()) {
+            Some(v) => count(ctx, v, c, "admin.max_connections", 1, 10_000)?,
+            None => 64,
         },
     })
 }

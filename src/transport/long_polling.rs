@@ -7,13 +7,15 @@
 //! delivery, and the events stay queued for the next connect instead of being
 //! written to a dead socket (a deliberate improvement on Faye).
 
+use std::net::IpAddr;
+
 use bytes::Bytes;
 use http::header::{HeaderValue, CONTENT_DISPOSITION, CONTENT_TYPE};
-use http::{HeaderMap, Request, Response};
+use http::{HeaderMap, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 
-use crate::bayeux::parse_batch;
+use crate::bayeux::{parse_batch, BadRequest};
 use crate::engine::{advise_retry_after, Ctx, Engine, Transport};
 use crate::http::cors;
 use crate::http::response::{bad_request, bayeux_headers, full, text, too_large, Body};
@@ -47,6 +49,7 @@ pub async fn post(
     engine: Engine,
     shutdown: &Shutdown,
     body_timeout: std::time::Duration,
+    ip: IpAddr,
 ) -> Response<Body> {
     let limit = engine.settings().max_message_bytes;
     let (parts, body) = req.into_parts();
@@ -56,7 +59,7 @@ pub async fn post(
         Ok(Ok(collected)) => collected.to_bytes(),
         Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => return too_large(),
         Ok(Err(_)) => return bad_request(),
-        Err(_) => return text(http::StatusCode::REQUEST_TIMEOUT, "Request timeout"),
+        Err(_) => return text(StatusCode::REQUEST_TIMEOUT, "Request timeout"),
     };
     let is_json = parts
         .headers
@@ -87,12 +90,18 @@ pub async fn post(
         &parts.headers,
         shutdown,
         Transport::LongPolling,
+        ip,
     )
     .await
 }
 
 /// `GET {prefix}…?message=…&jsonp=…`: JSONP.
-pub async fn get(req: Request<Incoming>, engine: Engine, shutdown: &Shutdown) -> Response<Body> {
+pub async fn get(
+    req: Request<Incoming>,
+    engine: Engine,
+    shutdown: &Shutdown,
+    ip: IpAddr,
+) -> Response<Body> {
     let query = req.uri().query().unwrap_or("");
     let mut message = None;
     let mut callback = None;
@@ -121,6 +130,7 @@ pub async fn get(req: Request<Incoming>, engine: Engine, shutdown: &Shutdown) ->
         &parts.headers,
         shutdown,
         Transport::CallbackPolling,
+        ip,
     )
     .await
 }
@@ -132,11 +142,18 @@ async fn run(
     headers: &HeaderMap,
     shutdown: &Shutdown,
     transport: Transport,
+    ip: IpAddr,
 ) -> Response<Body> {
-    let Ok(batch) = parse_batch(payload) else {
-        return bad_request();
+    let batch = match parse_batch(payload, engine.settings().max_batch_messages) {
+        Ok(batch) => batch,
+        Err(BadRequest::TooManyMessages(_)) => {
+            engine.count_refused_batch();
+            return text(StatusCode::PAYLOAD_TOO_LARGE, "Too many messages");
+        }
+        Err(_) => return bad_request(),
     };
-    let outcome = engine.process(batch, &mut Ctx::http(crate::http::bearer(headers)));
+    let bearer = crate::http::bearer(headers);
+    let outcome = engine.process(batch, &mut Ctx::http(bearer, Some(ip)));
     let mut items = outcome.items;
     if !outcome.connects.is_empty() {
         let _gauge = engine.gauge(transport);

@@ -9,8 +9,17 @@
 //! 128 KiB default. Bad input is answered with a close code: 1009 for a message
 //! over the route's `max_message_bytes`, 1007 for invalid UTF-8, 1002 for
 //! protocol violations; a frame that is not a Bayeux envelope is ignored, as Faye
-//! ignores it, and the socket stays open.
+//! ignores it, and the socket stays open. A frame of more messages than the
+//! route's `max_batch_messages` is closed with 1009.
+//!
+//! A socket is bounded in time as well: it must send something at least once
+//! per session lifetime (a Faye client sends a connect every `timeout`), and a
+//! message must arrive whole within the header-read timeout of its first byte
+//! (see `crate::deadline`); otherwise it is closed with 1008. It holds its
+//! listener's connection slot for as long as it lives.
 
+use std::net::IpAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -29,14 +38,29 @@ use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig
 use tokio_tungstenite::tungstenite::{Error as WsError, Message, Utf8Bytes};
 use tokio_tungstenite::WebSocketStream;
 
-use crate::bayeux::parse_batch;
+use crate::bayeux::{parse_batch, BadRequest};
+use crate::deadline::ReadDeadline;
 use crate::engine::{advise_retry_after, ConnectWait, Ctx, Engine, Item, StreamSlot, Transport};
 use crate::http::response::{bad_request, empty, unavailable, Body};
-use crate::http::ConnInfo;
 use crate::shutdown::Shutdown;
 
 /// Bytes tungstenite allocates up front for reading; larger messages grow it.
 const READ_BUFFER: usize = 1024;
+
+/// Frames with a held connect kept at once: a further one answers the oldest,
+/// so a peer cannot park an unbounded number of replies.
+const MAX_PENDING_FRAMES: usize = 16;
+
+/// What a session needs to know about the request that opened it.
+#[derive(Debug)]
+pub struct SessionInfo {
+    /// The client's address.
+    pub ip: IpAddr,
+    /// The listener's connection slot, held until the socket closes.
+    pub slot: Option<Arc<tokio::sync::OwnedSemaphorePermit>>,
+    /// Time allowed for one message, from its first byte to its last.
+    pub message_timeout: Duration,
+}
 
 /// Validates an upgrade request, answers `101`, and runs the session on the
 /// upgraded connection as a task the drain waits for.
@@ -44,7 +68,7 @@ pub fn upgrade(
     req: Request<Incoming>,
     engine: Engine,
     shutdown: &Shutdown,
-    conn: &ConnInfo,
+    info: SessionInfo,
 ) -> Response<Body> {
     let Some(key) = req.headers().get(SEC_WEBSOCKET_KEY) else {
         return bad_request();
@@ -65,7 +89,6 @@ pub fn upgrade(
     }
     let accept = derive_accept_key(key.as_bytes());
     let drain = shutdown.clone();
-    let peer = conn.peer;
     let bearer = crate::http::bearer(req.headers()).map(str::to_owned);
     // The session continues the connection's span (listener, peer, route) and
     // records the clientId on it once a connect binds the socket.
@@ -79,17 +102,17 @@ pub fn upgrade(
                 config.write_buffer_size = 0;
                 config.max_message_size = Some(settings.max_message_bytes);
                 config.max_frame_size = Some(settings.max_message_bytes);
-                let ws = WebSocketStream::from_raw_socket(
-                    TokioIo::new(upgraded),
-                    Role::Server,
-                    Some(config),
-                )
-                .await;
+                // A Faye client sends a connect at least every `timeout + interval`.
+                let idle = settings.session_lifetime() + settings.interval;
+                let io = ReadDeadline::new(TokioIo::new(upgraded), idle, info.message_timeout);
+                let ws = WebSocketStream::from_raw_socket(io, Role::Server, Some(config)).await;
                 let mut session = Session::new(ws, engine, drain);
                 session.bearer = bearer;
+                session.ip = Some(info.ip);
+                session._slot = info.slot;
                 tracing::Instrument::instrument(session.run(), span).await;
             }
-            Err(e) => tracing::debug!(%peer, error = %e, "websocket upgrade failed"),
+            Err(e) => tracing::debug!(ip = %info.ip, error = %e, "websocket upgrade failed"),
         }
     });
     let mut r = Response::new(empty());
@@ -113,12 +136,14 @@ struct PendingFrame {
 }
 
 struct Session<S> {
-    ws: WebSocketStream<S>,
+    ws: WebSocketStream<ReadDeadline<S>>,
     engine: Engine,
     slot: StreamSlot,
     pending: Vec<PendingFrame>,
     drain: Shutdown,
     bearer: Option<String>,
+    ip: Option<IpAddr>,
+    _slot: Option<Arc<tokio::sync::OwnedSemaphorePermit>>,
 }
 
 enum Flow {
@@ -130,7 +155,7 @@ impl<S> Session<S>
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
 {
-    fn new(ws: WebSocketStream<S>, engine: Engine, drain: Shutdown) -> Self {
+    fn new(ws: WebSocketStream<ReadDeadline<S>>, engine: Engine, drain: Shutdown) -> Self {
         Session {
             ws,
             engine,
@@ -138,6 +163,8 @@ where
             pending: Vec::new(),
             drain,
             bearer: None,
+            ip: None,
+            _slot: None,
         }
     }
 
@@ -200,6 +227,9 @@ where
     }
 
     async fn on_message(&mut self, msg: Option<Result<Message, WsError>>) -> Flow {
+        if let Some(Ok(_)) = &msg {
+            self.ws.get_mut().frame_done();
+        }
         match msg {
             None => Flow::Stop,
             Some(Ok(Message::Text(text))) => self.on_frame(text.as_bytes()).await,
@@ -211,6 +241,10 @@ where
                     WsError::Capacity(_) => self.close(CloseCode::Size, "message too large").await,
                     WsError::Utf8 => self.close(CloseCode::Invalid, "invalid UTF-8").await,
                     WsError::Protocol(_) => self.close(CloseCode::Protocol, "protocol error").await,
+                    WsError::Io(e) if e.kind() == std::io::ErrorKind::TimedOut => {
+                        tracing::debug!(error = %e, "websocket timed out");
+                        self.close(CloseCode::Policy, "timed out").await
+                    }
                     other => tracing::debug!(error = %other, "websocket closed"),
                 }
                 Flow::Stop
@@ -219,8 +253,13 @@ where
     }
 
     async fn on_frame(&mut self, data: &[u8]) -> Flow {
-        let batch = match parse_batch(data) {
+        let batch = match parse_batch(data, self.engine.settings().max_batch_messages) {
             Ok(b) => b,
+            Err(BadRequest::TooManyMessages(_)) => {
+                self.engine.count_refused_batch();
+                self.close(CloseCode::Size, "too many messages").await;
+                return Flow::Stop;
+            }
             Err(e) => {
                 tracing::debug!(error = %e, "ignoring websocket frame that is not a Bayeux envelope");
                 return Flow::Continue;
@@ -232,6 +271,7 @@ where
             &mut Ctx {
                 stream: Some(&mut self.slot),
                 bearer: self.bearer.as_deref(),
+                peer: self.ip,
             },
         );
         if let Some(client) = self.slot.bound() {
@@ -271,6 +311,9 @@ where
             waits: outcome.connects,
             force: false,
         });
+        if self.pending.len() > MAX_PENDING_FRAMES {
+            self.pending[0].force = true;
+        }
         self.finish_due(false).await
     }
 
@@ -356,13 +399,17 @@ where
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     /// Every idle socket carries its session future: keep it small. Frame
     /// handling, the drain and held-connect completion are boxed for this.
     #[tokio::test]
     async fn resting_session_stays_small() {
         let (a, _b) = tokio::io::duplex(64);
-        let ws =
-            tokio_tungstenite::WebSocketStream::from_raw_socket(a, super::Role::Server, None).await;
+        let io =
+            crate::deadline::ReadDeadline::new(a, Duration::from_secs(90), Duration::from_secs(30));
+        let ws = tokio_tungstenite::WebSocketStream::from_raw_socket(io, super::Role::Server, None)
+            .await;
         let engine = crate::engine::Engine::new("/x", Default::default());
         let session = super::Session::new(ws, engine, crate::shutdown::Shutdown::default());
         let run = session.run();

@@ -7,10 +7,14 @@
 //!   with Bayeux helpers; [`H2`] is the same over HTTP/2 (ALPN `h2`).
 //! - [`Ws`]: a WebSocket client (tokio-tungstenite) over TCP or TLS.
 //! - [`Sse`]: an EventSource reader that splits the stream into blocks.
+//! - [`process::Process`]: the real binary as a child process, for what
+//!   must be measured from outside (RSS, log lines, descriptor limits).
 //! - [`within`], [`eventually`]: deadlines. Nothing here sleeps to wait for
 //!   something; every wait is bounded and fails loudly.
 
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+pub mod process;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -332,6 +336,20 @@ pub struct Http {
 }
 
 impl Http {
+    /// A plain HTTP/1.1 client for the route at `prefix` on `addr`.
+    pub fn plain(addr: SocketAddr, prefix: &str) -> Http {
+        Http {
+            addr,
+            tls: None,
+            prefix: prefix.to_owned(),
+        }
+    }
+
+    /// The listener's address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
     /// Opens a raw TCP or TLS stream to the listener.
     pub async fn stream(&self) -> BoxIo {
         let tcp = TcpStream::connect(self.addr).await.expect("TCP connect");
