@@ -102,9 +102,9 @@ pub struct EngineSettings {
     pub max_clients: usize,
     /// Most live sessions one client address may hold (IPv6 by /64). Default 1000.
     pub max_sessions_per_ip: usize,
-    /// Handshakes per second one client address may make on average. Default 20.
+    /// Handshakes per second one client address may make on average. Default 50.
     pub handshake_rate_per_ip: f64,
-    /// Handshakes one client address may make at once after a quiet spell. Default 100.
+    /// Handshakes one client address may make at once after a quiet spell. Default 500.
     pub handshake_burst_per_ip: f64,
     /// How long a session may wait for its first `/meta/connect` before it
     /// expires (Faye clients connect right after the handshake). Default 30 s,
@@ -136,8 +136,8 @@ impl Default for EngineSettings {
             max_total_subscriptions: 250_000,
             max_clients: 100_000,
             max_sessions_per_ip: 1000,
-            handshake_rate_per_ip: 20.0,
-            handshake_burst_per_ip: 100.0,
+            handshake_rate_per_ip: 50.0,
+            handshake_burst_per_ip: 500.0,
             first_connect_timeout: Duration::from_secs(30),
             max_batch_messages: 1000,
             max_channel_bytes: 256,

@@ -80,42 +80,63 @@ fn parse(pattern: &str) -> (impl Iterator<Item = &str>, Kind) {
     (segments, kind)
 }
 
-#[derive(Debug, Default)]
-struct Sets {
-    exact: Subscribers,
-    one: Subscribers,
-    deep: Subscribers,
-}
-
-impl Sets {
-    fn get_mut(&mut self, kind: Kind) -> &mut Subscribers {
-        match kind {
-            Kind::Exact => &mut self.exact,
-            Kind::One => &mut self.one,
-            Kind::Deep => &mut self.deep,
-        }
-    }
-
-    fn is_empty(&self) -> bool {
-        self.exact.is_empty() && self.one.is_empty() && self.deep.is_empty()
-    }
-}
-
-/// One trie node; `sets` is boxed because most nodes on a path hold no
-/// subscription of their own.
+/// One trie node. Channel names are by far the most common subscriptions, so
+/// the exact set is inline; wildcard sets and children are boxed until a node
+/// has some, which keeps the many leaf nodes small.
 #[derive(Debug, Default)]
 struct Node {
-    children: Children,
-    sets: Option<Box<Sets>>,
+    children: Option<Box<Children>>,
+    exact: Subscribers,
+    one: Option<Box<Subscribers>>,
+    deep: Option<Box<Subscribers>>,
 }
 
 impl Node {
     fn is_empty(&self) -> bool {
-        self.children.is_empty() && self.sets.as_ref().is_none_or(|s| s.is_empty())
+        self.exact.is_empty() && self.one.is_none() && self.deep.is_none() && self.children.is_none()
     }
 
-    fn sets_mut(&mut self) -> &mut Sets {
-        self.sets.get_or_insert_with(Box::default)
+    fn set(&self, kind: Kind) -> Option<&Subscribers> {
+        match kind {
+            Kind::Exact => Some(&self.exact),
+            Kind::One => self.one.as_deref(),
+            Kind::Deep => self.deep.as_deref(),
+        }
+    }
+
+    fn set_mut(&mut self, kind: Kind) -> &mut Subscribers {
+        match kind {
+            Kind::Exact => &mut self.exact,
+            Kind::One => self.one.get_or_insert_with(Box::default),
+            Kind::Deep => self.deep.get_or_insert_with(Box::default),
+        }
+    }
+
+    /// Removes `serial` from the `kind` set, freeing a wildcard set left empty.
+    fn remove(&mut self, kind: Kind, serial: u64) -> bool {
+        let slot = match kind {
+            Kind::Exact => return self.exact.remove(&serial).is_some(),
+            Kind::One => &mut self.one,
+            Kind::Deep => &mut self.deep,
+        };
+        let removed = slot
+            .as_mut()
+            .is_some_and(|set| set.remove(&serial).is_some());
+        if slot.as_ref().is_some_and(|set| set.is_empty()) {
+            *slot = None;
+        }
+        removed
+    }
+
+    fn child(&self, segment: &str) -> Option<&Node> {
+        self.children.as_ref()?.get(segment)
+    }
+
+    fn child_mut(&mut self, segment: &str) -> &mut Node {
+        self.children
+            .get_or_insert_with(Box::default)
+            .entry(Box::from(segment))
+            .or_default()
     }
 }
 
@@ -129,16 +150,16 @@ fn remove_below(children: &mut Children, path: &[&str], kind: Kind, serial: u64)
         return false;
     };
     let removed = if rest.is_empty() {
+        node.remove(kind, serial)
+    } else {
         let removed = node
-            .sets
+            .children
             .as_mut()
-            .is_some_and(|s| s.get_mut(kind).remove(&serial).is_some());
-        if node.sets.as_ref().is_some_and(|s| s.is_empty()) {
-            node.sets = None;
+            .is_some_and(|c| remove_below(c, rest, kind, serial));
+        if node.children.as_ref().is_some_and(|c| c.is_empty()) {
+            node.children = None;
         }
         removed
-    } else {
-        remove_below(&mut node.children, rest, kind, serial)
     };
     if node.is_empty() {
         children.remove(*first);
@@ -149,8 +170,8 @@ fn remove_below(children: &mut Children, path: &[&str], kind: Kind, serial: u64)
 #[derive(Debug)]
 pub(crate) struct Index {
     hasher: RandomState,
-    /// `/*` and `/**`.
-    root: RwLock<Sets>,
+    /// `/*` and `/**` (its children are the shards below).
+    root: RwLock<Node>,
     /// Trie nodes of first segments, by shard.
     shards: Box<[RwLock<Children>]>,
     /// (pattern, client) pairs, for metrics and the route's bound.
@@ -161,7 +182,7 @@ impl Index {
     pub(crate) fn new() -> Self {
         Index {
             hasher: RandomState::new(),
-            root: RwLock::new(Sets::default()),
+            root: RwLock::new(Node::default()),
             shards: (0..SHARDS).map(|_| RwLock::new(HashMap::new())).collect(),
             len: AtomicUsize::new(0),
         }
@@ -180,17 +201,16 @@ impl Index {
             None => self
                 .root
                 .write()
-                .get_mut(kind)
+                .set_mut(kind)
                 .insert(client.serial, client.clone())
                 .is_none(),
             Some(first) => {
                 let mut shard = self.shard(first).write();
                 let mut node = shard.entry(Box::from(first)).or_default();
                 for segment in segments {
-                    node = node.children.entry(Box::from(segment)).or_default();
+                    node = node.child_mut(segment);
                 }
-                node.sets_mut()
-                    .get_mut(kind)
+                node.set_mut(kind)
                     .insert(client.serial, client.clone())
                     .is_none()
             }
@@ -206,7 +226,7 @@ impl Index {
         let (segments, kind) = parse(pattern);
         let path: Vec<&str> = segments.collect();
         let removed = match path.first() {
-            None => self.root.write().get_mut(kind).remove(&serial).is_some(),
+            None => self.root.write().remove(kind, serial),
             Some(first) => {
                 let mut shard = self.shard(first).write();
                 remove_below(&mut shard, &path, kind, serial)
@@ -226,8 +246,8 @@ impl Index {
             return out;
         };
         let mut sources = 0usize;
-        let mut take = |set: &Subscribers| {
-            if !set.is_empty() {
+        let mut take = |set: Option<&Subscribers>| {
+            if let Some(set) = set.filter(|s| !s.is_empty()) {
                 sources += 1;
                 out.extend(set.values().cloned());
             }
@@ -235,9 +255,9 @@ impl Index {
         let count = rest.bytes().filter(|b| *b == b'/').count() + 1;
         {
             let root = self.root.read();
-            take(&root.deep);
+            take(root.set(Kind::Deep));
             if count == 1 {
-                take(&root.one);
+                take(root.set(Kind::One));
             }
         }
         let mut segments = rest.split('/');
@@ -246,17 +266,15 @@ impl Index {
             let mut node = shard.get(first);
             let mut depth = 1;
             while let Some(n) = node {
-                if let Some(sets) = &n.sets {
-                    if depth == count {
-                        take(&sets.exact);
-                    } else {
-                        take(&sets.deep);
-                        if depth + 1 == count {
-                            take(&sets.one);
-                        }
+                if depth == count {
+                    take(n.set(Kind::Exact));
+                } else {
+                    take(n.set(Kind::Deep));
+                    if depth + 1 == count {
+                        take(n.set(Kind::One));
                     }
                 }
-                node = segments.next().and_then(|s| n.children.get(s));
+                node = segments.next().and_then(|s| n.child(s));
                 depth += 1;
             }
         }

@@ -53,7 +53,14 @@ function routesToml({ graceSecs = 5, listeners, admin = true, defaults = {}, rou
   }
   if (admin) lines.push('', '[server.admin]', 'addr = "127.0.0.1:0"');
   lines.push('', '[defaults]');
-  for (const [k, v] of Object.entries(defaults)) lines.push(`${k} = ${v}`);
+  // Every test client connects from 127.0.0.1: lift the per-address limits
+  // unless the test sets them.
+  const perAddress = {
+    max_sessions_per_ip: 1000000,
+    handshake_rate_per_ip: 1000000,
+    handshake_burst_per_ip: 1000000,
+  };
+  for (const [k, v] of Object.entries({ ...perAddress, ...defaults })) lines.push(`${k} = ${v}`);
   for (const r of routes) {
     lines.push('', '[[route]]', `prefix = ${q(r.prefix)}`);
     if (r.upstream) lines.push(`upstream = ${q(r.upstream)}`);

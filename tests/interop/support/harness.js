@@ -81,6 +81,10 @@ function edgeConfig({ routes, timeoutSecs, ports }) {
     '',
     '[defaults]',
     `timeout_secs = ${timeoutSecs}`,
+    // Every test client connects from 127.0.0.1: lift the per-address limits.
+    'max_sessions_per_ip = 1000000',
+    'handshake_rate_per_ip = 1000000',
+    'handshake_burst_per_ip = 1000000',
   ];
   for (const prefix of routes) {
     lines.push('', '[[route]]', `prefix = ${tomlString(prefix)}`);
