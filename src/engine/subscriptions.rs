@@ -93,7 +93,10 @@ struct Node {
 
 impl Node {
     fn is_empty(&self) -> bool {
-        self.exact.is_empty() && self.one.is_none() && self.deep.is_none() && self.children.is_none()
+        self.exact.is_empty()
+            && self.one.is_none()
+            && self.deep.is_none()
+            && self.children.is_none()
     }
 
     fn set(&self, kind: Kind) -> Option<&Subscribers> {

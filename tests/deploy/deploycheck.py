@@ -652,6 +652,10 @@ def check_template_rules(
             problems.append(f"{name}: the health check must be HTTP GET /readyz")
         if str(props.get("HealthCheckPort")) != str(admin_port):
             problems.append(f"{name}: HealthCheckPort {props.get('HealthCheckPort')} is not the admin port {admin_port}")
+        if _attributes(props, "TargetGroupAttributes").get("preserve_client_ip.enabled") != "true":
+            problems.append(
+                f"{name}: preserve_client_ip.enabled must be \"true\": the per-address limits need the client's address"
+            )
         delay = _attributes(props, "TargetGroupAttributes").get("deregistration_delay.timeout_seconds")
         if delay is None or float(delay) != drain_grace(routes):
             problems.append(

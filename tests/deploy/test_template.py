@@ -37,6 +37,8 @@ def test_template_rules_pass():
         pytest.param('timeout_seconds\n          Value: "20"', 'timeout_seconds\n          Value: "300"',
                      "deregistration_delay", id="deregistration-delay-not-drain"),
         pytest.param("Rollback: true", "Rollback: false", "circuit breaker", id="no-rollback"),
+        pytest.param('preserve_client_ip.enabled\n          Value: "true"', 'preserve_client_ip.enabled\n          Value: "false"',
+                     "preserve_client_ip", id="client-address-lost"),
         pytest.param("HealthCheckPath: /readyz", "HealthCheckPath: /healthz", "/readyz", id="health-path"),
         pytest.param('HealthCheckPort: "9090"', 'HealthCheckPort: "8443"', "HealthCheckPort", id="health-port"),
         pytest.param("      Protocol: TCP\n      Port: 443", "      Protocol: TCP\n      Port: 8443",
