@@ -3,8 +3,8 @@
 
 use std::net::SocketAddr;
 
+use crate::config::ConfigError;
 use crate::net::tls::TlsError;
-use crate::routes::ConfigError;
 
 /// What can stop the server from starting.
 #[derive(Debug, thiserror::Error)]

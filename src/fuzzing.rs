@@ -5,8 +5,9 @@
 use std::path::Path;
 
 use crate::bayeux::{channel, parse_batch};
+use crate::config::Config;
 use crate::engine::{Ctx, Engine, EngineSettings, Item};
-use crate::routes::{Config, RouteTable};
+use crate::routes::RouteTable;
 
 /// Arbitrary bytes as a request body: parse, process on a fresh engine, and
 /// check the reply is a JSON array.
@@ -17,7 +18,7 @@ pub fn batch(data: &[u8]) {
     };
     let engine = Engine::new("/fuzz", settings);
     let peer = Some(std::net::IpAddr::from([127, 0, 0, 1]));
-    let outcome = engine.process(batch, &mut Ctx::http(None, peer));
+    let outcome = engine.process(batch, &mut Ctx::http(Default::default(), peer));
     let mut items: Vec<Item> = outcome.items;
     // Connects are not awaited here; dropping them must release cleanly.
     drop(outcome.connects);

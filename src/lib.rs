@@ -6,19 +6,26 @@
 //! - [`engine`]: one isolated pub/sub engine per route: sessions, subscriptions,
 //!   bounded mailboxes, the meta handlers and publishing.
 //! - [`transport`]: WebSocket, long-polling (JSON, form, JSONP) and EventSource.
-//! - [`http`]: the gateway service: route lookup, dispatch, CORS, the client bundle.
-//! - [`routes`]: `routes.toml` parsing and validation, the swappable route table.
+//! - [`gateway`]: the client-facing service: route lookup and dispatch to a
+//!   transport or an upstream.
+//! - [`http`]: HTTP building blocks every handler shares: responses, CORS, the
+//!   Faye browser bundle, connection facts.
+//! - [`config`]: `routes.toml` read, validated and typed (process settings,
+//!   listeners, TLS files, route tunables); secrets through an environment source.
+//! - [`auth`]: the publish (and subscribe) policies the engine consults.
+//! - [`routes`]: the live route table: lookup, the planned diff of a reload, the swap.
 //! - [`net`]: listeners, TLS with SNI and reloadable certificates, HTTP/1.1 and HTTP/2.
 //! - [`deadline`]: write and read deadlines on sockets (peers that stop reading,
 //!   WebSockets that go silent or never finish a message).
 //! - [`upstream`]: routes forwarded to an HTTP upstream (migration from Faye).
-//! - [`admin`]: health, readiness and Prometheus metrics.
+//! - [`admin`]: the admin listener: health, readiness, the metrics endpoint.
+//! - [`metrics`]: process-wide counters and the Prometheus exposition.
 //! - [`reload`]: hot reload of `routes.toml` and certificates (file watch, SIGHUP).
 //! - [`server`]: start-up wiring and the drain; [`shutdown`]: the drain signal.
 //!
 //! # Data path of one message
 //!
-//! accept → TLS → hyper (h1/h2) → [`http::Gateway`] loads the route table once →
+//! accept → TLS → hyper (h1/h2) → [`gateway::Gateway`] loads the route table once →
 //! longest whole-segment prefix → the route's [`engine::Engine`] → transport →
 //! [`bayeux::parse_batch`] → [`engine::Engine::process`] → on publish: expand the
 //! channel into its wildcard keys, collect each subscriber once, serialize the
@@ -27,12 +34,16 @@
 //! WebSocket frame, one EventSource chunk, or one long-poll response.
 
 pub mod admin;
+pub mod auth;
 pub mod bayeux;
+pub mod config;
 pub mod deadline;
 pub mod engine;
 pub mod error;
 pub mod fuzzing;
+pub mod gateway;
 pub mod http;
+pub mod metrics;
 pub mod net;
 pub mod reload;
 pub mod routes;

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
-use bayeux_edge::routes::{Config, LogFormat};
+use bayeux_edge::config::{Config, LogFormat};
 use bayeux_edge::Server;
 use clap::{Parser, Subcommand};
 
@@ -69,7 +69,7 @@ enum Command {
     },
 }
 
-fn load_config(path: Option<&Path>) -> Result<Config, bayeux_edge::routes::ConfigError> {
+fn load_config(path: Option<&Path>) -> Result<Config, bayeux_edge::config::ConfigError> {
     match path {
         Some(p) => Config::load(p),
         None if Path::new("routes.toml").exists() => Config::load(Path::new("routes.toml")),

@@ -30,9 +30,10 @@ use std::time::Duration;
 
 use parking_lot::Mutex;
 
-use crate::admin::Metrics;
+use crate::config::Config;
+use crate::metrics::Metrics;
 use crate::net::tls::{self, CertResolver};
-use crate::routes::{Config, RouteTable, Routes};
+use crate::routes::{RouteTable, Routes};
 use crate::shutdown::Shutdown;
 
 /// How often the files are re-read in case a watch event was missed.

@@ -16,13 +16,15 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
-use crate::admin::{self, Metrics};
+use crate::admin;
+use crate::config::Config;
 use crate::error::Error;
+use crate::gateway::{Gateway, GatewaySettings};
 use crate::http::static_client::StaticClient;
-use crate::http::{Gateway, GatewaySettings};
+use crate::metrics::Metrics;
 use crate::net::{self, tls, ListenerLimits};
 use crate::reload::Reloader;
-use crate::routes::{Config, RouteTable, Routes};
+use crate::routes::{RouteTable, Routes};
 use crate::shutdown::Shutdown;
 
 /// Binds a client-facing listener. `TCP_NODELAY` is set on the listening

@@ -14,7 +14,7 @@ use std::collections::{BTreeMap, HashSet};
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use bayeux_edge::routes::Config;
+use bayeux_edge::config::Config;
 use bayeux_edge::Server;
 use bytes::Bytes;
 use http::{Request, StatusCode};

@@ -7,7 +7,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use bayeux_edge::routes::Config;
+use bayeux_edge::config::Config;
 use bayeux_edge::Server;
 use rustls::pki_types::{CertificateDer, ServerName};
 use tokio::net::TcpStream;
@@ -16,7 +16,9 @@ use tokio_rustls::TlsConnector;
 const WAIT: Duration = Duration::from_secs(10);
 
 fn reloads_ok(server: &Server) -> u64 {
-    let text = server.metrics().render(server.routes(), false);
+    let text = server
+        .metrics()
+        .render(&bayeux_edge::admin::route_stats(server.routes()), false);
     text.lines()
         .find_map(|l| l.strip_prefix("bayeux_edge_reloads_total{result=\"ok\"} "))
         .and_then(|v| v.trim().parse().ok())

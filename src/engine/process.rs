@@ -16,7 +16,8 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use super::client::{Client, Owner, Waiter};
-use super::{Engine, Full, PublishPolicy, Refusal, Refused};
+use super::{Engine, Full, Refusal, Refused};
+use crate::auth::Credentials;
 use crate::bayeux::message::{finish, reply_skeleton, str_field, truthy};
 use crate::bayeux::{channel, error, meta, Batch, BAYEUX_VERSION, CONNECTION_TYPES};
 
@@ -129,19 +130,18 @@ impl Drop for StreamSlot {
 pub struct Ctx<'a> {
     /// The stream the batch arrived on (WebSocket), or `None` for an HTTP request.
     pub stream: Option<&'a mut StreamSlot>,
-    /// The bearer token of the request's `Authorization` header (for a
-    /// WebSocket, the upgrade request's), checked by the `secret` publish policy.
-    pub bearer: Option<&'a str>,
+    /// What the request presented (for a WebSocket, the upgrade request).
+    pub credentials: Credentials<'a>,
     /// The client's address, for the per-address session limits.
     pub peer: Option<IpAddr>,
 }
 
 impl<'a> Ctx<'a> {
     /// Context of a plain HTTP request from `peer`.
-    pub fn http(bearer: Option<&'a str>, peer: Option<IpAddr>) -> Ctx<'a> {
+    pub fn http(credentials: Credentials<'a>, peer: Option<IpAddr>) -> Ctx<'a> {
         Ctx {
             stream: None,
-            bearer,
+            credentials,
             peer,
         }
     }
@@ -392,7 +392,7 @@ impl Engine {
                 },
                 _ => out
                     .items
-                    .push(Item::Reply(self.publish_message(message, ctx.bearer))),
+                    .push(Item::Reply(self.publish_message(message, &ctx.credentials))),
             }
         }
         out
@@ -632,7 +632,7 @@ impl Engine {
     fn publish_message(
         &self,
         mut message: Map<String, Value>,
-        bearer: Option<&str>,
+        credentials: &Credentials<'_>,
     ) -> Map<String, Value> {
         let mut reply = reply_skeleton(&message);
         let name = str_field(&message, "channel").map(str::to_owned);
@@ -646,30 +646,10 @@ impl Engine {
         if !message.contains_key("data") {
             set_error(&mut reply, error::parameter_missing("data"));
         }
-        if !reply.contains_key("error") {
-            match &self.settings().publish {
-                PublishPolicy::Open => {}
-                PublishPolicy::Deny => {
-                    set_error(&mut reply, error::channel_forbidden(message.get("channel")));
-                }
-                PublishPolicy::Secret(secret) => {
-                    let in_ext = message
-                        .get("ext")
-                        .and_then(|e| e.get("secret"))
-                        .and_then(Value::as_str);
-                    let presented = in_ext.or(bearer);
-                    if !presented.is_some_and(|p| secret.matches(p)) {
-                        set_error(&mut reply, "403::Authentication required".to_owned());
-                    }
-                }
-            }
-        }
-        // The secret is a credential: it never reaches subscribers.
-        if let Some(Value::Object(ext)) = message.get_mut("ext") {
-            ext.remove("secret");
-            if ext.is_empty() {
-                message.remove("ext");
-            }
+        // The policy also strips credentials from the message, refused or not.
+        let verdict = self.settings().publish.check(&mut message, credentials);
+        if let (false, Err(denied)) = (reply.contains_key("error"), verdict) {
+            set_error(&mut reply, denied.0);
         }
         if finish(&mut reply) {
             if let Some(name) = name {

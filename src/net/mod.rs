@@ -28,9 +28,10 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
 
-use crate::admin::Metrics;
 use crate::deadline::WriteDeadline;
-use crate::http::{ConnInfo, Gateway};
+use crate::gateway::Gateway;
+use crate::http::ConnInfo;
+use crate::metrics::Metrics;
 
 /// Concurrent requests on one HTTP/2 connection (hyper's default is 200). A
 /// browser needs two per tab (a held connect and one more request).

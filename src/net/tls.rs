@@ -17,7 +17,7 @@ use rustls::ServerConfig;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 
-use crate::routes::{CertFiles, TlsSpec};
+use crate::config::{CertFiles, TlsSpec};
 
 /// A certificate or key that could not be used.
 #[derive(Debug, thiserror::Error)]

@@ -9,15 +9,11 @@
 //! `/staging/faye` serves `/staging/faye`, `/staging/faye/…` and
 //! `/staging/faye.js`, never `/staging/fayeX`; the longest prefix wins.
 
-mod file;
-
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 
-pub use file::{
-    CertFiles, Config, ConfigError, ListenerSpec, LogFormat, RouteSpec, ServerSettings, TlsSpec,
-};
+use crate::config::Config;
 
 use crate::engine::Engine;
 use crate::upstream::Upstream;

@@ -15,6 +15,7 @@ use http::{HeaderMap, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 
+use crate::auth::Credentials;
 use crate::bayeux::{parse_batch, BadRequest};
 use crate::engine::{advise_retry_after, Ctx, Engine, Transport};
 use crate::http::cors;
@@ -152,8 +153,8 @@ async fn run(
         }
         Err(_) => return bad_request(),
     };
-    let bearer = crate::http::bearer(headers);
-    let outcome = engine.process(batch, &mut Ctx::http(bearer, Some(ip)));
+    let credentials = Credentials::from_headers(headers);
+    let outcome = engine.process(batch, &mut Ctx::http(credentials, Some(ip)));
     let mut items = outcome.items;
     if !outcome.connects.is_empty() {
         let _gauge = engine.gauge(transport);

@@ -89,7 +89,7 @@ pub fn upgrade(
     }
     let accept = derive_accept_key(key.as_bytes());
     let drain = shutdown.clone();
-    let bearer = crate::http::bearer(req.headers()).map(str::to_owned);
+    let bearer = crate::auth::bearer(req.headers()).map(str::to_owned);
     // The session continues the connection's span (listener, peer, route) and
     // records the clientId on it once a connect binds the socket.
     let span = tracing::Span::current();
@@ -270,7 +270,9 @@ where
             batch,
             &mut Ctx {
                 stream: Some(&mut self.slot),
-                bearer: self.bearer.as_deref(),
+                credentials: crate::auth::Credentials {
+                    bearer: self.bearer.as_deref(),
+                },
                 peer: self.ip,
             },
         );

@@ -22,8 +22,8 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use bayeux_edge::config::Config;
 use bayeux_edge::engine::{Engine, Transport};
-use bayeux_edge::routes::Config;
 use bayeux_edge::Server;
 use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};

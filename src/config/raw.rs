@@ -1,0 +1,96 @@
+//! The raw shape of `routes.toml`, exactly as serde reads it. Every table
+//! denies unknown keys, and values keep their spans so errors can name the
+//! line. These types never leave `config`; [`super::validate`] turns them into
+//! the validated types.
+
+use serde::Deserialize;
+use toml::Spanned;
+
+macro_rules! tunables {
+    ($(#[$meta:meta])* $name:ident { $($extra:ident : $ety:ty,)* }) => {
+        $(#[$meta])*
+        #[derive(Debug, Deserialize)]
+        #[serde(deny_unknown_fields)]
+        pub(super) struct $name {
+            $(pub(super) $extra: $ety,)*
+            pub(super) timeout_secs: Option<Spanned<f64>>,
+            pub(super) interval_secs: Option<Spanned<f64>>,
+            pub(super) max_message_bytes: Option<Spanned<u64>>,
+            pub(super) max_queue_messages: Option<Spanned<u64>>,
+            pub(super) max_queue_bytes: Option<Spanned<u64>>,
+            pub(super) max_subscriptions: Option<Spanned<u64>>,
+            pub(super) max_total_subscriptions: Option<Spanned<u64>>,
+            pub(super) max_clients: Option<Spanned<u64>>,
+            pub(super) max_sessions_per_ip: Option<Spanned<u64>>,
+            pub(super) handshake_rate_per_ip: Option<Spanned<f64>>,
+            pub(super) handshake_burst_per_ip: Option<Spanned<u64>>,
+            pub(super) first_connect_timeout_secs: Option<Spanned<f64>>,
+            pub(super) max_batch_messages: Option<Spanned<u64>>,
+            pub(super) max_channel_bytes: Option<Spanned<u64>>,
+            pub(super) max_channel_segments: Option<Spanned<u64>>,
+            pub(super) ws_ping_secs: Option<Spanned<f64>>,
+            pub(super) eventsource_ping_secs: Option<Spanned<f64>>,
+            pub(super) publish: Option<Spanned<String>>,
+            pub(super) publish_secret_env: Option<Spanned<String>>,
+        }
+    };
+}
+
+tunables!(
+    #[derive(Default)]
+    RawDefaults {}
+);
+tunables!(RawRoute { prefix: Spanned<String>, upstream: Option<Spanned<String>>, });
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawFile {
+    #[serde(default)]
+    pub(super) server: RawServer,
+    #[serde(default)]
+    pub(super) defaults: RawDefaults,
+    #[serde(default)]
+    pub(super) route: Vec<RawRoute>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawServer {
+    #[serde(default)]
+    pub(super) listener: Vec<RawListener>,
+    pub(super) admin: Option<RawAdmin>,
+    pub(super) drain_grace_secs: Option<Spanned<f64>>,
+    pub(super) log_format: Option<Spanned<String>>,
+    pub(super) client_dir: Option<String>,
+    pub(super) max_connections: Option<Spanned<u64>>,
+    pub(super) tls_handshake_timeout_secs: Option<Spanned<f64>>,
+    pub(super) header_read_timeout_secs: Option<Spanned<f64>>,
+    pub(super) write_timeout_secs: Option<Spanned<f64>>,
+    #[serde(default)]
+    pub(super) trusted_proxies: Vec<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawListener {
+    pub(super) name: Spanned<String>,
+    pub(super) addr: Spanned<String>,
+    #[serde(default)]
+    pub(super) certificates: Vec<RawCert>,
+    #[serde(default)]
+    pub(super) dev_certificate: bool,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawCert {
+    pub(super) cert: String,
+    pub(super) key: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawAdmin {
+    pub(super) addr: Spanned<String>,
+    pub(super) max_connections: Option<Spanned<u64>>,
+}
