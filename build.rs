@@ -31,18 +31,20 @@ fn main() {
             println!("cargo:warning=Faye browser bundle not embedded: scripts/fetch-client failed; set [server] client_dir to serve it");
         }
     }
-    let mut code = String::from("match name {\n");
+    // The list of files is written here once; the server includes it.
+    let mut code = format!("const FILES: [&str; {}] = {FILES:?};\n\n", FILES.len());
+    code.push_str("fn embedded(name: &str) -> Option<&'static [u8]> {\n    match name {\n");
     for f in FILES {
         let path = dir.join(f);
         if Path::new(&path).exists() {
             let _ = writeln!(
                 code,
-                "    {f:?} => Some(include_bytes!({:?})),",
+                "        {f:?} => Some(include_bytes!({:?})),",
                 path.display().to_string()
             );
         }
     }
-    code.push_str("    _ => None,\n}\n");
+    code.push_str("        _ => None,\n    }\n}\n");
     let out = PathBuf::from(std::env::var("OUT_DIR").unwrap_or_default()).join("faye_client.rs");
     if let Err(e) = std::fs::write(&out, code) {
         println!("cargo:warning=cannot write {}: {e}", out.display());

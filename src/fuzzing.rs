@@ -64,7 +64,7 @@ pub fn routes_toml(data: &[u8]) {
             .build();
         if let Ok(rt) = rt {
             rt.block_on(async {
-                let (table, _) = RouteTable::build(&config, None);
+                let (table, _) = RouteTable::plan(&config, None).apply();
                 for spec in &config.routes {
                     let found = table
                         .lookup(&spec.prefix)

@@ -22,6 +22,8 @@
 //! - [`metrics`]: process-wide counters and the Prometheus exposition.
 //! - [`reload`]: hot reload of `routes.toml` and certificates (file watch, SIGHUP).
 //! - [`server`]: start-up wiring and the drain; [`shutdown`]: the drain signal.
+//! - [`cli`]: the command line (`serve`, `check`, `publish`, `health`) and its
+//!   small HTTP client.
 //!
 //! # Data path of one message
 //!
@@ -36,6 +38,7 @@
 pub mod admin;
 pub mod auth;
 pub mod bayeux;
+pub mod cli;
 pub mod config;
 pub mod deadline;
 pub mod engine;

@@ -5,7 +5,10 @@
 //! seen), backed by a slow content poll in case an event is missed. A reload
 //! only happens when the bytes of the file or of a certificate changed.
 //!
-//! What a reload does (the diff is computed by `routes::RouteTable::build`):
+//! Reloads run one at a time (SIGHUP, the watcher and `Server::reload` share
+//! one lock): the file is read and validated, the route change is planned
+//! without touching anything (`routes::RouteTable::plan`), and only then
+//! applied and swapped in. What a reload does:
 //! - unchanged routes keep their engine: clients, subscriptions, queues and
 //!   sockets notice nothing;
 //! - changed tunables are stored into the live engine and apply to the next
@@ -31,8 +34,9 @@ use std::time::Duration;
 use parking_lot::Mutex;
 
 use crate::config::Config;
+use crate::config::ConfigError;
 use crate::metrics::Metrics;
-use crate::net::tls::{self, CertResolver};
+use crate::net::tls::{self, CertResolver, TlsError};
 use crate::routes::{RouteTable, Routes};
 use crate::shutdown::Shutdown;
 
@@ -52,6 +56,23 @@ pub struct Summary {
     pub removed: Vec<String>,
     /// Listeners whose certificates were replaced.
     pub certificates: Vec<String>,
+}
+
+/// Why a reload changed nothing.
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    /// The file cannot be read or is not valid.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// A listener's certificate cannot be loaded.
+    #[error("listener {listener}: {source}")]
+    Tls {
+        /// The listener.
+        listener: String,
+        /// The cause.
+        #[source]
+        source: TlsError,
+    },
 }
 
 #[derive(Debug)]
@@ -125,12 +146,15 @@ impl Reloader {
     }
 
     /// Reloads now, whether or not the files changed.
-    pub fn reload(&self) -> Result<Summary, String> {
-        let result = self.apply();
+    pub fn reload(&self) -> Result<Summary, ReloadError> {
+        // One reload at a time: the state is read, planned against and
+        // replaced as one step.
+        let mut state = self.state.lock();
+        let result = self.apply(&mut state);
         if result.is_err() {
-            let config = self.state.lock().config.clone();
-            self.state.lock().fingerprint = fingerprint(&self.path, Some(&config));
+            state.fingerprint = fingerprint(&self.path, Some(&state.config));
         }
+        drop(state);
         self.metrics.reload(result.is_ok());
         match &result {
             Ok(s) => tracing::info!(
@@ -149,7 +173,7 @@ impl Reloader {
     }
 
     /// Reloads if the file or a certificate changed since the last reload.
-    pub fn reload_if_changed(&self) -> Option<Result<Summary, String>> {
+    pub fn reload_if_changed(&self) -> Option<Result<Summary, ReloadError>> {
         let current = {
             let st = self.state.lock();
             (st.fingerprint, st.config.clone())
@@ -161,11 +185,9 @@ impl Reloader {
         Some(self.reload())
     }
 
-    fn apply(&self) -> Result<Summary, String> {
-        let new = Config::load(&self.path).map_err(|e| e.to_string())?;
-        let old = self.state.lock().config.clone();
-        let mut summary = Summary::default();
-
+    fn apply(&self, state: &mut State) -> Result<Summary, ReloadError> {
+        let new = Config::load(&self.path)?;
+        let old = &state.config;
         if new
             .server
             .listeners
@@ -185,29 +207,31 @@ impl Reloader {
             ) else {
                 continue;
             };
-            let certs = tls::load(t).map_err(|e| format!("listener {}: {e}", spec.name))?;
+            let certs = tls::load(t).map_err(|source| ReloadError::Tls {
+                listener: spec.name.clone(),
+                source,
+            })?;
             cert_updates.push((spec.name.clone(), resolver.clone(), certs));
         }
 
-        let current = self.routes.load();
-        let (table, diff) = RouteTable::build(&new, Some(&current));
+        let plan = RouteTable::plan(&new, Some(&self.routes.load()));
+        let (table, diff) = plan.apply();
         self.routes.store(table);
         for route in &diff.removed {
             route.retire();
         }
+        let mut summary = Summary {
+            added: diff.added,
+            retuned: diff.retuned,
+            removed: diff.removed.iter().map(|r| r.prefix.to_string()).collect(),
+            certificates: Vec::new(),
+        };
         for (name, resolver, certs) in cert_updates {
             resolver.replace(certs);
             summary.certificates.push(name);
         }
-        summary.added = diff.added;
-        summary.retuned = diff.retuned;
-        summary.removed = diff.removed.iter().map(|r| r.prefix.to_string()).collect();
-
-        let fp = fingerprint(&self.path, Some(&new));
-        *self.state.lock() = State {
-            config: new,
-            fingerprint: fp,
-        };
+        state.fingerprint = fingerprint(&self.path, Some(&new));
+        state.config = new;
         Ok(summary)
     }
 

@@ -97,18 +97,106 @@ fn fit(wanted: usize, listeners: usize, admin: usize, limit: u64) -> usize {
     wanted.min(share.try_into().unwrap_or(usize::MAX))
 }
 
+/// A bound client listener, not yet serving.
+struct Bound {
+    name: String,
+    addr: SocketAddr,
+    listener: TcpListener,
+    acceptor: Option<TlsAcceptor>,
+    resolver: Option<Arc<tls::CertResolver>>,
+}
+
+fn bind_listeners(config: &Config) -> Result<Vec<Bound>, Error> {
+    let mut bound = Vec::new();
+    for spec in &config.server.listeners {
+        let resolver = match &spec.tls {
+            Some(t) => {
+                let certs = tls::load(t).map_err(|source| Error::Tls {
+                    listener: spec.name.clone(),
+                    source,
+                })?;
+                Some(Arc::new(tls::CertResolver::new(certs)))
+            }
+            None => None,
+        };
+        let bind_error = |source| Error::Bind {
+            addr: spec.addr,
+            source,
+        };
+        let listener = client_listener(spec.addr).map_err(bind_error)?;
+        let addr = listener.local_addr().map_err(bind_error)?;
+        bound.push(Bound {
+            name: spec.name.clone(),
+            addr,
+            listener,
+            acceptor: resolver
+                .clone()
+                .map(|r| TlsAcceptor::from(tls::server_config(r))),
+            resolver,
+        });
+    }
+    Ok(bound)
+}
+
+fn gateway(config: &Config, routes: Routes, shutdown: Shutdown) -> Result<Gateway, Error> {
+    let client =
+        StaticClient::load(config.server.client_dir.as_deref()).map_err(|source| Error::Io {
+            what: "reading the Faye browser bundle".to_owned(),
+            source,
+        })?;
+    if !client.is_available() {
+        tracing::warn!(
+            "the Faye browser bundle is not available: {{prefix}}/client.js will answer 404"
+        );
+    }
+    let settings = GatewaySettings {
+        body_timeout: config.server.header_read_timeout,
+        trusted_proxies: config.server.trusted_proxies.clone(),
+    };
+    Ok(Gateway::new(routes, client, shutdown, settings))
+}
+
+/// Watches the configuration file, when the server was started from one.
+fn start_reloader(
+    config: Config,
+    routes: &Routes,
+    resolvers: Vec<(String, Arc<tls::CertResolver>)>,
+    metrics: &Arc<Metrics>,
+    shutdown: &Shutdown,
+) -> Option<Arc<Reloader>> {
+    let reloader = Reloader::new(config, routes.clone(), resolvers, metrics.clone()).map(Arc::new);
+    match &reloader {
+        Some(r) => {
+            tokio::spawn(r.clone().run(shutdown.clone()));
+        }
+        None => {
+            // SIGHUP would otherwise terminate the process.
+            #[cfg(unix)]
+            if let Ok(mut hup) =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+            {
+                tokio::spawn(async move {
+                    while hup.recv().await.is_some() {
+                        tracing::warn!(
+                            "SIGHUP: serving the embedded configuration; nothing to reload"
+                        );
+                    }
+                });
+            }
+        }
+    }
+    reloader
+}
+
 /// A running server.
 #[derive(Debug)]
 pub struct Server {
-    config: Config,
     listeners: BTreeMap<String, SocketAddr>,
     admin: Option<SocketAddr>,
     routes: Routes,
     shutdown: Shutdown,
     metrics: Arc<Metrics>,
-    resolvers: Vec<(String, Arc<tls::CertResolver>)>,
     reloader: Option<Arc<Reloader>>,
-    max_connections: usize,
 }
 
 impl Server {
@@ -116,145 +204,69 @@ impl Server {
     pub async fn start(config: Config) -> Result<Server, Error> {
         let shutdown = Shutdown::new(config.server.drain_grace);
         let metrics = Arc::new(Metrics::default());
-        let (table, _) = RouteTable::build(&config, None);
+        let (table, _) = RouteTable::plan(&config, None).apply();
         let routes = Routes::new(table);
-        let client = StaticClient::load(config.server.client_dir.as_deref()).map_err(|source| {
-            Error::Io {
-                what: "reading the Faye browser bundle".to_owned(),
-                source,
-            }
-        })?;
-        if !client.is_available() {
-            tracing::warn!(
-                "the Faye browser bundle is not available: {{prefix}}/client.js will answer 404"
-            );
-        }
-        let gateway = Gateway::new(
-            routes.clone(),
-            client,
-            shutdown.clone(),
-            GatewaySettings {
-                body_timeout: config.server.header_read_timeout,
-                trusted_proxies: config.server.trusted_proxies.clone(),
-            },
-        );
-        let max_connections = fit_to_descriptors(
-            config.server.max_connections,
-            config.server.listeners.len(),
-            config.server.admin_max_connections,
-        );
+        let gateway = gateway(&config, routes.clone(), shutdown.clone())?;
         let limits = ListenerLimits {
-            max_connections,
+            max_connections: fit_to_descriptors(
+                config.server.max_connections,
+                config.server.listeners.len(),
+                config.server.admin_max_connections,
+            ),
             tls_handshake_timeout: config.server.tls_handshake_timeout,
             header_read_timeout: config.server.header_read_timeout,
             write_timeout: config.server.write_timeout,
         };
-
-        let mut bound = Vec::new();
-        let mut resolvers = Vec::new();
-        for spec in &config.server.listeners {
-            let acceptor = match &spec.tls {
-                Some(t) => {
-                    let certs = tls::load(t).map_err(|source| Error::Tls {
-                        listener: spec.name.clone(),
-                        source,
-                    })?;
-                    let resolver = Arc::new(tls::CertResolver::new(certs));
-                    resolvers.push((spec.name.clone(), resolver.clone()));
-                    Some(TlsAcceptor::from(tls::server_config(resolver)))
-                }
-                None => None,
-            };
-            let listener = client_listener(spec.addr).map_err(|source| Error::Bind {
-                addr: spec.addr,
-                source,
-            })?;
-            let addr = listener.local_addr().map_err(|source| Error::Bind {
-                addr: spec.addr,
-                source,
-            })?;
-            bound.push((spec.name.clone(), addr, listener, acceptor));
-        }
+        // Everything is bound before anything is served, so a bad address or
+        // certificate stops the start with nothing half running.
+        let bound = bind_listeners(&config)?;
         let admin_listener = match config.server.admin {
-            Some(addr) => {
-                let l = TcpListener::bind(addr)
+            Some(addr) => Some(
+                TcpListener::bind(addr)
                     .await
-                    .map_err(|source| Error::Bind { addr, source })?;
-                Some(l)
-            }
+                    .map_err(|source| Error::Bind { addr, source })?,
+            ),
             None => None,
         };
 
         let mut listeners = BTreeMap::new();
-        for (name, addr, listener, acceptor) in bound {
-            tracing::info!(listener = %name, %addr, tls = acceptor.is_some(), "listening");
-            listeners.insert(name.clone(), addr);
+        let mut resolvers = Vec::new();
+        for b in bound {
+            tracing::info!(listener = %b.name, addr = %b.addr, tls = b.acceptor.is_some(), "listening");
+            listeners.insert(b.name.clone(), b.addr);
+            resolvers.extend(b.resolver.map(|r| (b.name.clone(), r)));
             tokio::spawn(net::serve(
-                Arc::from(name.as_str()),
-                listener,
-                acceptor,
+                Arc::from(b.name.as_str()),
+                b.listener,
+                b.acceptor,
                 gateway.clone(),
                 limits.clone(),
                 metrics.clone(),
             ));
         }
-        let admin = match admin_listener {
-            Some(l) => {
-                let addr = l.local_addr().ok();
-                if let Some(a) = addr {
-                    tracing::info!(addr = %a, "admin listening");
-                }
-                tokio::spawn(admin::serve(
-                    l,
-                    config.server.admin_max_connections,
-                    routes.clone(),
-                    shutdown.clone(),
-                    metrics.clone(),
-                ));
-                addr
-            }
-            None => None,
-        };
+        let admin = admin_listener.and_then(|l| {
+            let addr = l.local_addr().ok()?;
+            tracing::info!(%addr, "admin listening");
+            tokio::spawn(admin::serve(
+                l,
+                config.server.admin_max_connections,
+                routes.clone(),
+                shutdown.clone(),
+                metrics.clone(),
+            ));
+            Some(addr)
+        });
         for route in routes.load().routes() {
             tracing::info!(prefix = %route.prefix, "serving route");
         }
-        let reloader = Reloader::new(
-            config.clone(),
-            routes.clone(),
-            resolvers.clone(),
-            metrics.clone(),
-        )
-        .map(Arc::new);
-        match &reloader {
-            Some(r) => {
-                tokio::spawn(r.clone().run(shutdown.clone()));
-            }
-            None => {
-                // SIGHUP would otherwise terminate the process.
-                #[cfg(unix)]
-                if let Ok(mut hup) =
-                    tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
-                {
-                    tokio::spawn(async move {
-                        while hup.recv().await.is_some() {
-                            tracing::warn!(
-                                "SIGHUP: serving the embedded configuration; nothing to reload"
-                            );
-                        }
-                    });
-                }
-            }
-        }
+        let reloader = start_reloader(config, &routes, resolvers, &metrics, &shutdown);
         Ok(Server {
-            config,
             listeners,
             admin,
             routes,
             shutdown,
             metrics,
-            resolvers,
             reloader,
-            max_connections,
         })
     }
 
@@ -283,19 +295,9 @@ impl Server {
         &self.metrics
     }
 
-    /// The configuration the server runs with.
-    pub fn config(&self) -> &Config {
-        &self.config
-    }
-
-    /// The certificate resolvers by listener name (for certificate reload).
-    pub fn resolvers(&self) -> &[(String, Arc<tls::CertResolver>)] {
-        &self.resolvers
-    }
-
     /// Reloads the configuration file now (as SIGHUP does). `None` when the
     /// server was started from text rather than a file.
-    pub fn reload(&self) -> Option<Result<crate::reload::Summary, String>> {
+    pub fn reload(&self) -> Option<Result<crate::reload::Summary, crate::reload::ReloadError>> {
         self.reloader.as_ref().map(|r| r.reload())
     }
 
@@ -323,12 +325,6 @@ impl Server {
                 what: format!("writing {}", path.display()),
                 source,
             })
-    }
-
-    /// The per-listener connection bound in force (after fitting it to the
-    /// open-files limit).
-    pub fn max_connections(&self) -> usize {
-        self.max_connections
     }
 
     /// Drains: stop accepting, answer held polls, close sockets with 1001, and

@@ -47,13 +47,6 @@ fn encode_base36(bytes: [u8; 20]) -> String {
     out.iter().map(|&b| b as char).collect()
 }
 
-/// True when `s` has the shape of a generated id (used to reject junk early).
-pub fn looks_valid(s: &str) -> bool {
-    s.len() == CLIENT_ID_LEN
-        && s.bytes()
-            .all(|b| b.is_ascii_digit() || b.is_ascii_lowercase())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -62,7 +55,12 @@ mod tests {
     fn shape() {
         let a = generate();
         let b = generate();
-        assert!(looks_valid(&a), "{a}");
+        assert_eq!(a.len(), CLIENT_ID_LEN);
+        assert!(
+            a.bytes()
+                .all(|b| b.is_ascii_digit() || b.is_ascii_lowercase()),
+            "{a}"
+        );
         assert_ne!(a, b);
     }
 

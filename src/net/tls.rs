@@ -15,7 +15,7 @@ use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 use rustls::ServerConfig;
 use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
 use crate::config::{CertFiles, TlsSpec};
 
@@ -44,44 +44,71 @@ pub enum TlsError {
     Generate(String),
 }
 
+/// A certificate with the DNS names of its leaf, read once when it is loaded,
+/// so choosing by SNI does not parse certificates during handshakes.
+#[derive(Debug)]
+struct Entry {
+    key: Arc<CertifiedKey>,
+    /// Lower-case names; `*.example.com` is kept as its suffix `.example.com`.
+    names: Vec<Box<str>>,
+}
+
+impl Entry {
+    fn new(key: Arc<CertifiedKey>) -> Self {
+        let names = key
+            .cert
+            .first()
+            .and_then(|der| webpki::EndEntityCert::try_from(der).ok())
+            .map(|ee| {
+                ee.valid_dns_names()
+                    .map(|n| n.strip_prefix('*').unwrap_or(n).to_ascii_lowercase().into())
+                    .collect()
+            })
+            .unwrap_or_default();
+        Entry { key, names }
+    }
+
+    /// True when the certificate names `sni`. This only *chooses* a
+    /// certificate; the client still verifies the one it is sent.
+    fn serves(&self, sni: &str) -> bool {
+        self.names.iter().any(|name| match name.strip_prefix('.') {
+            // A wildcard covers exactly one more label.
+            Some(_) => sni
+                .strip_suffix(&**name)
+                .is_some_and(|label| !label.is_empty() && !label.contains('.')),
+            None => sni.eq_ignore_ascii_case(name),
+        })
+    }
+}
+
 /// Picks a certificate by SNI from a swappable list.
 #[derive(Debug)]
 pub struct CertResolver {
-    certs: ArcSwap<Vec<Arc<CertifiedKey>>>,
+    certs: ArcSwap<Vec<Entry>>,
 }
 
 impl CertResolver {
     /// A resolver serving `certs` (at least one).
     pub fn new(certs: Vec<Arc<CertifiedKey>>) -> Self {
         CertResolver {
-            certs: ArcSwap::from_pointee(certs),
+            certs: ArcSwap::from_pointee(certs.into_iter().map(Entry::new).collect()),
         }
     }
 
     /// Replaces the certificates for every later handshake.
     pub fn replace(&self, certs: Vec<Arc<CertifiedKey>>) {
-        self.certs.store(Arc::new(certs));
+        self.certs
+            .store(Arc::new(certs.into_iter().map(Entry::new).collect()));
     }
-}
-
-fn covers(cert: &CertifiedKey, name: &ServerName<'_>) -> bool {
-    cert.cert
-        .first()
-        .and_then(|der| webpki::EndEntityCert::try_from(der).ok())
-        .is_some_and(|ee| ee.verify_is_valid_for_subject_name(name).is_ok())
 }
 
 impl ResolvesServerCert for CertResolver {
     fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
         let certs = self.certs.load();
-        if let Some(sni) = hello.server_name() {
-            if let Ok(name) = ServerName::try_from(sni) {
-                if let Some(c) = certs.iter().find(|c| covers(c, &name)) {
-                    return Some(c.clone());
-                }
-            }
-        }
-        certs.first().cloned()
+        let sni = hello.server_name().map(str::to_ascii_lowercase);
+        sni.and_then(|sni| certs.iter().find(|c| c.serves(&sni)))
+            .or_else(|| certs.first())
+            .map(|c| c.key.clone())
     }
 }
 
@@ -184,4 +211,32 @@ pub fn generate_dev_certificate(files: &CertFiles) -> Result<(), TlsError> {
     }
     tracing::info!(cert = %files.cert.display(), "generated a self-signed development certificate");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(names: &[&str]) -> Entry {
+        let generated = rcgen::generate_simple_self_signed(
+            names.iter().map(|n| (*n).to_owned()).collect::<Vec<_>>(),
+        )
+        .unwrap();
+        let key = PrivateKeyDer::try_from(generated.key_pair.serialize_der()).unwrap();
+        let signing = any_supported_type(&key).unwrap();
+        Entry::new(Arc::new(CertifiedKey::new(
+            vec![generated.cert.der().clone()],
+            signing,
+        )))
+    }
+
+    #[test]
+    fn names_are_read_once_and_wildcards_cover_one_label() {
+        let e = entry(&["a.example.com", "*.b.example.com"]);
+        assert!(e.serves("a.example.com"));
+        assert!(e.serves("x.b.example.com"));
+        assert!(!e.serves("b.example.com"));
+        assert!(!e.serves("y.x.b.example.com"));
+        assert!(!e.serves("c.example.com"));
+    }
 }

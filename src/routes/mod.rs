@@ -2,10 +2,11 @@
 //! HTTP upstream (an existing Faye server during a migration).
 //!
 //! [`Routes`] is an `ArcSwap` of an immutable [`RouteTable`]; a request loads it
-//! once and uses that snapshot throughout. [`RouteTable::build`] turns a
-//! validated [`Config`] into a table and, given the running table, reuses the
-//! engine of every prefix that still exists (retuning it in place), so clients
-//! of unchanged routes survive a reload. Prefixes match whole path segments:
+//! once and uses that snapshot throughout. A reload is planned, then applied:
+//! [`RouteTable::plan`] compares a validated [`Config`] with the running table
+//! without touching anything, and [`Plan::apply`] reuses the engine of every
+//! prefix that still exists (retuning it in place), creates the new ones and
+//! returns the table to store, so clients of unchanged routes survive a reload. Prefixes match whole path segments:
 //! `/staging/faye` serves `/staging/faye`, `/staging/faye/…` and
 //! `/staging/faye.js`, never `/staging/fayeX`; the longest prefix wins.
 
@@ -13,7 +14,7 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 
-use crate::config::Config;
+use crate::config::{Config, EngineSettings, RouteSpec};
 
 use crate::engine::Engine;
 use crate::upstream::Upstream;
@@ -67,7 +68,7 @@ pub struct RouteTable {
     routes: Vec<Route>,
 }
 
-/// What [`RouteTable::build`] changed relative to the running table.
+/// What a reload changes relative to the running table.
 #[derive(Debug, Clone, Default)]
 pub struct Diff {
     /// Prefixes that are new.
@@ -80,6 +81,26 @@ pub struct Diff {
     pub removed: Vec<Route>,
 }
 
+/// How one route of the new table comes to be.
+#[derive(Debug)]
+enum Step {
+    /// The running route, untouched.
+    Keep(Route),
+    /// The running engine with new tunables.
+    Retune(Route, Box<EngineSettings>),
+    /// A new engine or upstream.
+    Create(Box<RouteSpec>),
+}
+
+/// A reload worked out but not yet applied: computing it changes nothing, so a
+/// plan can be thrown away. [`Plan::apply`] creates, retunes and builds the
+/// table; storing it and retiring what left is the caller's (see `reload`).
+#[derive(Debug)]
+pub struct Plan {
+    steps: Vec<Step>,
+    removed: Vec<Route>,
+}
+
 /// Where a request path landed inside a route.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Target<'a> {
@@ -90,52 +111,57 @@ pub enum Target<'a> {
 }
 
 impl RouteTable {
-    /// Builds a table from `config`, reusing engines from `current` by prefix.
-    /// New engines get their sweeper started, so call this inside a runtime.
-    pub fn build(config: &Config, current: Option<&RouteTable>) -> (RouteTable, Diff) {
-        let mut diff = Diff::default();
-        let mut routes = Vec::with_capacity(config.routes.len());
+    /// Works out what serving `config` takes, given the running table: which
+    /// routes stay, which engines are retuned, which are created and which
+    /// leave. Pure: nothing running is touched.
+    pub fn plan(config: &Config, current: Option<&RouteTable>) -> Plan {
+        let mut steps = Vec::with_capacity(config.routes.len());
+        let mut kept: Vec<&Route> = Vec::new();
         for spec in &config.routes {
             let existing = current.and_then(|t| t.routes.iter().find(|r| *r.prefix == spec.prefix));
-            let backend = match (&spec.upstream, existing.map(|r| &r.backend)) {
-                (None, Some(Backend::Engine(engine))) => {
-                    if *engine.settings() != spec.settings {
-                        engine.retune(spec.settings.clone());
-                        diff.retuned.push(spec.prefix.clone());
+            let step = match (existing, &spec.upstream) {
+                (
+                    Some(
+                        r @ Route {
+                            backend: Backend::Engine(engine),
+                            ..
+                        },
+                    ),
+                    None,
+                ) => {
+                    kept.push(r);
+                    if *engine.settings() == spec.settings {
+                        Step::Keep(r.clone())
                     } else {
-                        diff.unchanged.push(spec.prefix.clone());
+                        Step::Retune(r.clone(), Box::new(spec.settings.clone()))
                     }
-                    Backend::Engine(engine.clone())
                 }
-                (Some(url), Some(Backend::Upstream(up))) if up.url() == url => {
-                    diff.unchanged.push(spec.prefix.clone());
-                    Backend::Upstream(up.clone())
+                (
+                    Some(
+                        r @ Route {
+                            backend: Backend::Upstream(up),
+                            ..
+                        },
+                    ),
+                    Some(url),
+                ) if up.url() == url => {
+                    kept.push(r);
+                    Step::Keep(r.clone())
                 }
-                (None, _) => {
-                    let engine = Engine::new(&spec.prefix, spec.settings.clone());
-                    engine.spawn_sweeper();
-                    diff.added.push(spec.prefix.clone());
-                    Backend::Engine(engine)
-                }
-                (Some(url), _) => {
-                    diff.added.push(spec.prefix.clone());
-                    Backend::Upstream(Arc::new(Upstream::new(url, &spec.prefix)))
-                }
+                _ => Step::Create(Box::new(spec.clone())),
             };
-            routes.push(Route {
-                prefix: Arc::from(spec.prefix.as_str()),
-                backend,
-            });
+            steps.push(step);
         }
-        if let Some(current) = current {
-            for route in &current.routes {
-                if !routes.iter().any(|r| r.same_backend(route)) {
-                    diff.removed.push(route.clone());
-                }
-            }
-        }
-        routes.sort_by_key(|r| std::cmp::Reverse(r.prefix.len()));
-        (RouteTable { routes }, diff)
+        let removed = current
+            .map(|t| {
+                t.routes
+                    .iter()
+                    .filter(|r| !kept.iter().any(|k| k.same_backend(r)))
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default();
+        Plan { steps, removed }
     }
 
     /// Every route, longest prefix first.
@@ -148,6 +174,52 @@ impl RouteTable {
         self.routes
             .iter()
             .find_map(|route| match_prefix(&route.prefix, path).map(|t| (route, t)))
+    }
+}
+
+impl Plan {
+    /// Carries the plan out: new engines are created (their sweepers started,
+    /// so call this inside a runtime) and retuned ones take their tunables.
+    /// Returns the table to store and what changed.
+    pub fn apply(self) -> (RouteTable, Diff) {
+        let mut diff = Diff {
+            removed: self.removed,
+            ..Diff::default()
+        };
+        let mut routes = Vec::with_capacity(self.steps.len());
+        for step in self.steps {
+            let route = match step {
+                Step::Keep(route) => {
+                    diff.unchanged.push(route.prefix.to_string());
+                    route
+                }
+                Step::Retune(route, settings) => {
+                    if let Some(engine) = route.engine() {
+                        engine.retune(*settings);
+                    }
+                    diff.retuned.push(route.prefix.to_string());
+                    route
+                }
+                Step::Create(spec) => {
+                    diff.added.push(spec.prefix.clone());
+                    let backend = match &spec.upstream {
+                        None => {
+                            let engine = Engine::new(&spec.prefix, spec.settings.clone());
+                            engine.spawn_sweeper();
+                            Backend::Engine(engine)
+                        }
+                        Some(url) => Backend::Upstream(Arc::new(Upstream::new(url, &spec.prefix))),
+                    };
+                    Route {
+                        prefix: Arc::from(spec.prefix.as_str()),
+                        backend,
+                    }
+                }
+            };
+            routes.push(route);
+        }
+        routes.sort_by_key(|r| std::cmp::Reverse(r.prefix.len()));
+        (RouteTable { routes }, diff)
     }
 }
 
@@ -217,7 +289,7 @@ mod tests {
     async fn longest_prefix_wins_and_reload_keeps_engines() {
         let text = "[[route]]\nprefix = \"/a\"\n[[route]]\nprefix = \"/a/b\"\n";
         let config = Config::parse(text, "t", std::path::Path::new(".")).unwrap();
-        let (table, diff) = RouteTable::build(&config, None);
+        let (table, diff) = RouteTable::plan(&config, None).apply();
         assert_eq!(diff.added.len(), 2);
         assert_eq!(&*table.lookup("/a/b/c").unwrap().0.prefix, "/a/b");
         assert_eq!(&*table.lookup("/a/bc").unwrap().0.prefix, "/a");
@@ -225,7 +297,13 @@ mod tests {
 
         let text2 = "[[route]]\nprefix = \"/a\"\ntimeout_secs = 3\n[[route]]\nprefix = \"/c\"\n";
         let config2 = Config::parse(text2, "t", std::path::Path::new(".")).unwrap();
-        let (table2, diff2) = RouteTable::build(&config2, Some(&table));
+        let plan = RouteTable::plan(&config2, Some(&table));
+        assert_eq!(
+            *table.lookup("/a").unwrap().0.engine().unwrap().settings(),
+            config.routes[0].settings,
+            "planning retunes nothing"
+        );
+        let (table2, diff2) = plan.apply();
         assert_eq!(diff2.retuned, ["/a"]);
         assert_eq!(diff2.added, ["/c"]);
         assert_eq!(diff2.removed.len(), 1);
