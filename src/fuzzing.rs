@@ -8,6 +8,8 @@ use crate::bayeux::{channel, parse_batch};
 use crate::config::Config;
 use crate::engine::{Ctx, Engine, EngineSettings, Item};
 use crate::routes::RouteTable;
+use crate::shutdown::Shutdown;
+use futures_util::FutureExt;
 
 /// Arbitrary bytes as a request body: parse, process on a fresh engine, and
 /// check the reply is a JSON array.
@@ -16,9 +18,15 @@ pub fn batch(data: &[u8]) {
     let Ok(batch) = parse_batch(data, settings.max_batch_messages) else {
         return;
     };
-    let engine = Engine::new("/fuzz", settings);
+    let engine = Engine::new("/fuzz", settings, Shutdown::default());
     let peer = Some(std::net::IpAddr::from([127, 0, 0, 1]));
-    let outcome = engine.process(batch, &mut Ctx::http(Default::default(), peer));
+    // The in-memory store never waits, so one poll finishes the batch.
+    let Some(outcome) = engine
+        .process(batch, &mut Ctx::http(Default::default(), peer))
+        .now_or_never()
+    else {
+        panic!("processing a batch on the in-memory store waited");
+    };
     let mut items: Vec<Item> = outcome.items;
     // Connects are not awaited here; dropping them must release cleanly.
     drop(outcome.connects);
@@ -64,7 +72,7 @@ pub fn routes_toml(data: &[u8]) {
             .build();
         if let Ok(rt) = rt {
             rt.block_on(async {
-                let (table, _) = RouteTable::plan(&config, None).apply();
+                let (table, _) = RouteTable::plan(&config, None).apply(&Shutdown::default());
                 for spec in &config.routes {
                     let found = table
                         .lookup(&spec.prefix)

@@ -158,14 +158,14 @@ impl Gateway {
                     .and_then(|v| v.to_str().ok())
                     .is_some_and(|v| v.contains("text/event-stream"));
                 if wants_stream {
-                    eventsource::serve(req, engine, last, &self.inner.shutdown)
+                    eventsource::serve(req, engine, last, &self.inner.shutdown).await
                 } else {
-                    long_polling::get(req, engine, &self.inner.shutdown, ip).await
+                    long_polling::get(req, engine, ip).await
                 }
             }
             Method::POST => {
                 let timeout = self.inner.settings.body_timeout;
-                long_polling::post(req, engine, &self.inner.shutdown, timeout, ip).await
+                long_polling::post(req, engine, timeout, ip).await
             }
             _ => response::bad_request(),
         }

@@ -90,6 +90,8 @@ pub struct Reloader {
     routes: Routes,
     resolvers: Vec<(String, Arc<CertResolver>)>,
     metrics: Arc<Metrics>,
+    /// Handed to the engines of new routes.
+    drain: Shutdown,
     state: Mutex<State>,
 }
 
@@ -125,6 +127,7 @@ impl Reloader {
         routes: Routes,
         resolvers: Vec<(String, Arc<CertResolver>)>,
         metrics: Arc<Metrics>,
+        drain: Shutdown,
     ) -> Option<Reloader> {
         let path = config.path.clone()?;
         let fp = fingerprint(&path, Some(&config));
@@ -133,6 +136,7 @@ impl Reloader {
             routes,
             resolvers,
             metrics,
+            drain,
             state: Mutex::new(State {
                 config,
                 fingerprint: fp,
@@ -215,7 +219,7 @@ impl Reloader {
         }
 
         let plan = RouteTable::plan(&new, Some(&self.routes.load()));
-        let (table, diff) = plan.apply();
+        let (table, diff) = plan.apply(&self.drain);
         self.routes.store(table);
         for route in &diff.removed {
             route.retire();

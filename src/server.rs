@@ -164,7 +164,14 @@ fn start_reloader(
     metrics: &Arc<Metrics>,
     shutdown: &Shutdown,
 ) -> Option<Arc<Reloader>> {
-    let reloader = Reloader::new(config, routes.clone(), resolvers, metrics.clone()).map(Arc::new);
+    let reloader = Reloader::new(
+        config,
+        routes.clone(),
+        resolvers,
+        metrics.clone(),
+        shutdown.clone(),
+    )
+    .map(Arc::new);
     match &reloader {
         Some(r) => {
             tokio::spawn(r.clone().run(shutdown.clone()));
@@ -204,7 +211,7 @@ impl Server {
     pub async fn start(config: Config) -> Result<Server, Error> {
         let shutdown = Shutdown::new(config.server.drain_grace);
         let metrics = Arc::new(Metrics::default());
-        let (table, _) = RouteTable::plan(&config, None).apply();
+        let (table, _) = RouteTable::plan(&config, None).apply(&shutdown);
         let routes = Routes::new(table);
         let gateway = gateway(&config, routes.clone(), shutdown.clone())?;
         let limits = ListenerLimits {

@@ -37,7 +37,7 @@ async fn watch_expiry(engine: &Engine, id: &str) -> (Instant, Instant) {
     let mut last_alive = None;
     loop {
         let now = Instant::now();
-        if engine.client(id).is_none() {
+        if engine.session(id).await.is_none() {
             return (last_alive.expect("alive at first look"), now);
         }
         last_alive = Some(now);

@@ -1,45 +1,63 @@
 //! One isolated publish/subscribe engine per route.
 //!
 //! An [`Engine`] is a cheap-clone handle to everything one environment owns: its
-//! client table, subscription index, mailboxes, tunables and counters. Nothing
-//! is shared between engines, so a client id from one route is unknown to every
-//! other and a message never crosses routes. Tunables sit behind an `ArcSwap` so a
-//! reload can retune a live engine without touching its clients.
+//! sessions, subscriptions, mailboxes, tunables and counters. Nothing is shared
+//! between engines, so a client id from one route is unknown to every other and
+//! a message never crosses routes. Tunables sit behind an `ArcSwap` so a reload
+//! can retune a live engine without touching its sessions.
 //!
-//! Session lifetime follows Faye's memory engine: a client's clock is reset at
-//! handshake and at the start of each `/meta/connect`, and the client is
-//! destroyed `2 × timeout` after the last reset. Expiry is checked whenever a
-//! client is looked up (so it is exact) and by a sweeper task (so memory is
-//! reclaimed even for clients nobody asks about).
+//! # Layout
+//!
+//! - [`meta`]: the Bayeux logic, `Engine::process`: handshake, connect,
+//!   subscribe, unsubscribe, disconnect, publish.
+//! - [`delivery`]: what transports get back: reply items, held connects
+//!   ([`ConnectWait`]) and a stream's delivery binding ([`StreamSlot`]).
+//! - [`session`]: one session's state behind one lock (mailbox, delivery
+//!   owner, subscriptions, expiry) and the invariants its methods keep.
+//! - [`store`]: **the storage interface** the logic calls (create, find,
+//!   subscribe, unsubscribe, publish, remove). [`memory`] is the in-process
+//!   store; a store shared by several processes implements the same operations
+//!   (see the table in `store`). [`subscriptions`] is the channel index it uses.
+//! - [`peers`]: admission of new sessions per client address.
+//!
+//! Session lifetime follows Faye's memory engine: a session's clock is reset at
+//! handshake and at the start of each `/meta/connect`, and it is destroyed
+//! `2 × timeout` after the last reset (`first_connect_timeout` before its first
+//! connect). Expiry is checked whenever a session is looked up (so it is exact)
+//! and by a sweeper task (so memory is reclaimed for sessions nobody asks
+//! about). The engine holds the process's drain signal, so the connect replies
+//! it builds carry drain advice without the transports editing them.
 
-mod client;
+mod delivery;
+mod memory;
+mod meta;
 mod peers;
-mod process;
+mod session;
+mod store;
 mod subscriptions;
 
-use std::collections::HashMap;
-use std::hash::{BuildHasher, RandomState};
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use bytes::Bytes;
-use parking_lot::Mutex;
-use serde_json::{Map, Value};
+use serde_json::{json, Map, Value};
 use tokio::time::Instant;
 
 pub use crate::auth::{PublishPolicy, Secret};
 pub use crate::config::EngineSettings;
-pub use client::{Client, StreamDrain, Waiter};
+pub use delivery::{ConnectWait, Item, Outcome, StreamSlot};
+pub use meta::Ctx;
 pub use peers::{PeerKey, PeerLimits, Refusal};
-pub use process::{advise_retry_after, ConnectWait, Ctx, Item, Outcome, StreamSlot};
+pub use session::{Session, StreamDrain, Waiter};
 
-use crate::bayeux::{channel, client_id};
-use client::QueueLimits;
+use crate::bayeux::channel;
+use crate::shutdown::Shutdown;
 use peers::Peers;
-use subscriptions::Index;
+use session::QueueLimits;
+use store::Store;
 
 impl EngineSettings {
     /// The per-address admission limits.
@@ -176,31 +194,15 @@ pub(crate) enum Refused {
     Peer(Refusal),
 }
 
-/// Which bound a refused subscription hit.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Full {
-    /// The client's `max_subscriptions`.
-    Client,
-    /// The route's `max_total_subscriptions`.
-    Route,
-}
-
-const CLIENT_SHARDS: usize = 32;
-
-type ClientShard = Mutex<HashMap<Arc<str>, Arc<Client>>>;
-
 #[derive(Debug)]
 struct Inner {
     name: Arc<str>,
     settings: ArcSwap<EngineSettings>,
-    hasher: RandomState,
-    clients: Box<[ClientShard]>,
-    client_count: AtomicUsize,
-    next_serial: AtomicU64,
-    index: Index,
+    store: Store,
     peers: Peers,
     counters: Counters,
     retired: AtomicBool,
+    drain: Shutdown,
 }
 
 /// Handle to one route's engine. Cloning is cheap (one `Arc`).
@@ -210,22 +212,18 @@ pub struct Engine {
 }
 
 impl Engine {
-    /// A new, empty engine. `name` labels logs and metrics (the route prefix).
-    pub fn new(name: &str, settings: EngineSettings) -> Self {
+    /// A new, empty engine. `name` labels logs and metrics (the route prefix);
+    /// `drain` is the process's drain signal.
+    pub fn new(name: &str, settings: EngineSettings, drain: Shutdown) -> Self {
         Engine {
             inner: Arc::new(Inner {
                 name: Arc::from(name),
                 settings: ArcSwap::from_pointee(settings),
-                hasher: RandomState::new(),
-                clients: (0..CLIENT_SHARDS)
-                    .map(|_| Mutex::new(HashMap::new()))
-                    .collect(),
-                client_count: AtomicUsize::new(0),
-                next_serial: AtomicU64::new(1),
-                index: Index::new(),
+                store: Store::memory(),
                 peers: Peers::new(),
                 counters: Counters::default(),
                 retired: AtomicBool::new(false),
+                drain,
             }),
         }
     }
@@ -240,7 +238,7 @@ impl Engine {
         self.inner.settings.load_full()
     }
 
-    /// Replaces the tunables in place; clients, subscriptions and queues stay.
+    /// Replaces the tunables in place; sessions, subscriptions and queues stay.
     pub fn retune(&self, settings: EngineSettings) {
         self.inner.settings.store(Arc::new(settings));
     }
@@ -277,35 +275,26 @@ impl Engine {
     /// Destroys every session whose lifetime has passed. Returns how many.
     pub fn sweep(&self) -> usize {
         let now = Instant::now();
-        let mut expired = Vec::new();
-        for shard in self.inner.clients.iter() {
-            let shard = shard.lock();
-            for client in shard.values() {
-                if client.state.lock().expires_at <= now {
-                    expired.push(client.clone());
-                }
+        let mut expired = 0;
+        for session in self.inner.store.sessions() {
+            if session.is_due(now) {
+                self.destroy(&session);
+                self.inner.counters.expired.fetch_add(1, Ordering::Relaxed);
+                expired += 1;
             }
-        }
-        for client in &expired {
-            self.destroy(client);
-            self.inner.counters.expired.fetch_add(1, Ordering::Relaxed);
         }
         self.inner
             .peers
             .prune(&self.inner.settings.load().peer_limits());
-        expired.len()
+        expired
     }
 
     /// Ends every session (their held connects are answered and streams told)
     /// and marks the engine retired. Used when a route is removed or replaced.
     pub fn retire(&self) {
         self.inner.retired.store(true, Ordering::SeqCst);
-        let mut all = Vec::new();
-        for shard in self.inner.clients.iter() {
-            all.extend(shard.lock().values().cloned());
-        }
-        for client in &all {
-            self.destroy(client);
+        for session in self.inner.store.sessions() {
+            self.destroy(&session);
         }
     }
 
@@ -318,8 +307,8 @@ impl Engine {
     pub fn stats(&self) -> Stats {
         let c = &self.inner.counters;
         Stats {
-            clients: self.inner.client_count.load(Ordering::Relaxed) as u64,
-            subscriptions: self.inner.index.len() as u64,
+            clients: self.inner.store.len() as u64,
+            subscriptions: self.inner.store.subscriptions() as u64,
             handshakes: c.handshakes.load(Ordering::Relaxed),
             handshakes_refused: c.handshakes_refused.load(Ordering::Relaxed),
             subscriptions_refused: c.subscriptions_refused.load(Ordering::Relaxed),
@@ -335,18 +324,11 @@ impl Engine {
         }
     }
 
-    fn shard(&self, id: &str) -> &ClientShard {
-        let h = self.inner.hasher.hash_one(id) as usize;
-        &self.inner.clients[h % CLIENT_SHARDS]
-    }
-
     /// Creates a session for a client at `peer` (when known), or says why not.
     /// A new session must connect within `first_connect_timeout`.
-    pub(crate) fn create_client(&self, peer: Option<IpAddr>) -> Result<Arc<Client>, Refused> {
+    async fn create_session(&self, peer: Option<IpAddr>) -> Result<Arc<Session>, Refused> {
         let settings = self.inner.settings.load();
-        if self.is_retired()
-            || self.inner.client_count.load(Ordering::Relaxed) >= settings.max_clients
-        {
+        if self.is_retired() || self.inner.store.len() >= settings.max_clients {
             return Err(Refused::Capacity);
         }
         let peer = peer.map(PeerKey::of);
@@ -359,140 +341,54 @@ impl Engine {
         let wait = settings
             .first_connect_timeout
             .min(settings.session_lifetime());
-        let expires_at = Instant::now() + wait;
-        loop {
-            let id: Arc<str> = Arc::from(client_id::generate());
-            let mut shard = self.shard(&id).lock();
-            if shard.contains_key(&id) {
-                continue;
-            }
-            let serial = self.inner.next_serial.fetch_add(1, Ordering::Relaxed);
-            let client = Arc::new(Client::new(id.clone(), serial, peer, expires_at));
-            shard.insert(id, client.clone());
-            self.inner.client_count.fetch_add(1, Ordering::Relaxed);
-            self.inner
-                .counters
-                .handshakes
-                .fetch_add(1, Ordering::Relaxed);
-            return Ok(client);
-        }
+        let session = self.inner.store.create(peer, Instant::now() + wait).await;
+        self.inner
+            .counters
+            .handshakes
+            .fetch_add(1, Ordering::Relaxed);
+        Ok(session)
     }
 
     /// The live session with this id. An expired session is destroyed here, so
     /// expiry is exact even between sweeps.
-    pub fn client(&self, id: &str) -> Option<Arc<Client>> {
-        let client = self.shard(id).lock().get(id).cloned()?;
-        let expired = {
-            let st = client.state.lock();
-            if !st.alive {
-                return None;
-            }
-            st.expires_at <= Instant::now()
-        };
-        if expired {
-            self.destroy(&client);
-            self.inner.counters.expired.fetch_add(1, Ordering::Relaxed);
+    pub async fn session(&self, id: &str) -> Option<Arc<Session>> {
+        let session = self.inner.store.find(id).await?;
+        if self.expire_if_due(&session) {
             return None;
         }
-        Some(client)
+        Some(session)
     }
 
-    /// Resets the session clock (handshake and start of each connect).
-    pub(crate) fn ping(&self, client: &Client) -> Instant {
-        let lifetime = self.inner.settings.load().session_lifetime();
-        let mut st = client.state.lock();
-        st.expires_at = Instant::now() + lifetime;
-        st.expires_at
-    }
-
-    /// Destroys the session if its lifetime has passed; true if it is gone.
-    pub(crate) fn expire_if_due(&self, client: &Arc<Client>) -> bool {
-        let due = {
-            let st = client.state.lock();
-            !st.alive || st.expires_at <= Instant::now()
-        };
-        if due && client.is_alive() {
-            self.destroy(client);
+    /// Destroys the session if it ended or its lifetime passed; true if it is gone.
+    pub(crate) fn expire_if_due(&self, session: &Arc<Session>) -> bool {
+        if !session.is_due(Instant::now()) {
+            return false;
+        }
+        if session.is_alive() {
+            self.destroy(session);
             self.inner.counters.expired.fetch_add(1, Ordering::Relaxed);
         }
-        due
+        true
     }
 
-    /// Removes a session: subscriptions, queue and id; wakes its owner.
-    pub(crate) fn destroy(&self, client: &Arc<Client>) {
-        let (subs, owner) = {
-            let mut st = client.state.lock();
-            if !st.alive {
-                return;
-            }
-            st.alive = false;
-            st.queue.clear();
-            st.queued_bytes = 0;
-            (
-                std::mem::take(&mut st.subscriptions),
-                std::mem::take(&mut st.owner),
-            )
+    /// Ends a session: subscriptions, queue and id go; its delivery owner is woken.
+    pub(crate) fn destroy(&self, session: &Arc<Session>) {
+        let Some(ended) = session.end() else {
+            return;
         };
-        for key in &subs {
-            self.inner.index.remove(key, client.serial);
-        }
-        if self.shard(&client.id).lock().remove(&client.id).is_some() {
-            self.inner.client_count.fetch_sub(1, Ordering::Relaxed);
-        }
-        if let Some(key) = client.peer {
+        self.inner.store.remove(session, &ended.subscriptions);
+        if let Some(key) = session.peer() {
             self.inner.peers.release(key);
         }
-        if let client::Owner::Poll(w) | client::Owner::Stream(w) = owner {
-            w.notify.notify_one();
-        }
-    }
-
-    /// Adds a subscription; returns false when the client is gone. Re-subscribing
-    /// is a no-op. Refused when the client or the route holds its maximum.
-    pub(crate) fn subscribe(&self, client: &Arc<Client>, pattern: &str) -> Result<bool, Full> {
-        let settings = self.inner.settings.load();
-        let mut st = client.state.lock();
-        if !st.alive {
-            return Ok(false);
-        }
-        if st.subscriptions.contains(pattern) {
-            return Ok(true);
-        }
-        let full = if st.subscriptions.len() >= settings.max_subscriptions {
-            Some(Full::Client)
-        } else if self.inner.index.len() >= settings.max_total_subscriptions {
-            // Checked without a lock: concurrent subscribes may pass it together,
-            // so the bound can be exceeded by at most the number of threads.
-            Some(Full::Route)
-        } else {
-            None
-        };
-        if let Some(full) = full {
-            self.inner
-                .counters
-                .subscriptions_refused
-                .fetch_add(1, Ordering::Relaxed);
-            return Err(full);
-        }
-        let key: Arc<str> = Arc::from(pattern);
-        st.subscriptions.insert(key.clone());
-        // Inserted under the client lock so a concurrent destroy cannot leave a stale entry.
-        self.inner.index.insert(&key, client);
-        Ok(true)
-    }
-
-    /// Removes a subscription if present.
-    pub(crate) fn unsubscribe(&self, client: &Arc<Client>, pattern: &str) {
-        let removed = client.state.lock().subscriptions.remove(pattern);
-        if removed {
-            self.inner.index.remove(pattern, client.serial);
+        if let Some(owner) = ended.owner {
+            owner.notify_one();
         }
     }
 
     /// Routes a published message (already validated, `clientId` removed) to every
     /// subscriber once. The event is serialized a single time; each recipient's
     /// mailbox holds a reference-counted pointer to the same bytes.
-    pub(crate) fn publish(&self, channel_name: &str, event: &Map<String, Value>) {
+    pub(crate) async fn publish(&self, channel_name: &str, event: &Map<String, Value>) {
         self.inner
             .counters
             .published
@@ -502,32 +398,31 @@ impl Engine {
         if channel::is_service(channel_name) {
             return;
         }
-        let recipients = self.inner.index.collect(channel_name);
-        if recipients.is_empty() {
-            return;
-        }
         let bytes = match serde_json::to_vec(event) {
             Ok(v) => Bytes::from(v),
             Err(_) => return,
         };
-        self.deliver(&recipients, &bytes);
+        let recipients = self.inner.store.publish(channel_name, &bytes).await;
+        if !recipients.is_empty() {
+            self.deliver(&recipients, &bytes);
+        }
     }
 
-    fn deliver(&self, recipients: &[Arc<Client>], bytes: &Bytes) {
+    fn deliver(&self, recipients: &[Arc<Session>], bytes: &Bytes) {
         let limits = self.inner.settings.load().queue_limits();
         let (mut delivered, mut dropped, mut overflows) = (0u64, 0u64, 0u64);
-        for client in recipients {
-            let offered = client.offer(bytes, limits);
+        for session in recipients {
+            let offered = session.offer(bytes, limits);
             delivered += u64::from(offered.delivered);
             if offered.dropped > 0 {
                 dropped += offered.dropped;
                 overflows += 1;
             }
             if let Some(count) = offered.report {
-                // At most one line per client per period, however many publishes overflow it.
+                // At most one line per session per period, however many publishes overflow it.
                 tracing::warn!(
                     route = %self.inner.name,
-                    client_id = %client.id,
+                    client_id = %session.id(),
                     dropped = count,
                     "client not reading: oldest queued events dropped"
                 );
@@ -539,6 +434,37 @@ impl Engine {
             c.dropped.fetch_add(dropped, Ordering::Relaxed);
             c.overflows.fetch_add(overflows, Ordering::Relaxed);
         }
+    }
+
+    /// The advice of a handshake or connect reply: `handshake` after a failure,
+    /// else `retry` with the route's interval and timeout (for EventSource the
+    /// interval carries the timeout, as Faye sends it).
+    fn advice(&self, ok: bool, eventsource: bool) -> Value {
+        if !ok {
+            return json!({"reconnect": "handshake"});
+        }
+        let s = self.settings();
+        let timeout = s.timeout.as_millis() as u64;
+        if eventsource {
+            json!({"reconnect": "retry", "interval": timeout, "timeout": 0})
+        } else {
+            json!({"reconnect": "retry", "interval": s.interval.as_millis() as u64, "timeout": timeout})
+        }
+    }
+
+    /// The advice of a connect being answered now: as [`Engine::advice`], but
+    /// `handshake` once the route is retired, and while the server drains a
+    /// `retry` after a spread-out interval, so clients come back to another
+    /// instance over time instead of all at once.
+    fn connect_advice(&self, eventsource: bool) -> Value {
+        if self.is_retired() {
+            return json!({"reconnect": "handshake"});
+        }
+        let mut advice = self.advice(true, eventsource);
+        if self.inner.drain.is_draining() {
+            advice["interval"] = json!(self.inner.drain.drain_jitter().as_millis() as u64);
+        }
+        advice
     }
 
     /// Counts an open connection of `transport` until the guard is dropped.
@@ -558,14 +484,21 @@ impl Engine {
             .fetch_add(1, Ordering::Relaxed);
     }
 
-    pub(crate) fn count_refused_handshake(&self) {
+    fn count_refused_handshake(&self) {
         self.inner
             .counters
             .handshakes_refused
             .fetch_add(1, Ordering::Relaxed);
     }
 
-    pub(crate) fn count_disconnect(&self) {
+    fn count_refused_subscription(&self) {
+        self.inner
+            .counters
+            .subscriptions_refused
+            .fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn count_disconnect(&self) {
         self.inner
             .counters
             .disconnected
@@ -579,51 +512,65 @@ mod tests {
     use crate::bayeux::parse_batch;
     use serde_json::json;
 
-    fn run(engine: &Engine, body: serde_json::Value, bearer: Option<&str>) -> Vec<Value> {
+    fn engine(settings: EngineSettings) -> Engine {
+        Engine::new("/t", settings, Shutdown::default())
+    }
+
+    async fn run(engine: &Engine, body: serde_json::Value, bearer: Option<&str>) -> Vec<Value> {
         let batch = parse_batch(body.to_string().as_bytes(), 1000).unwrap();
         let credentials = crate::auth::Credentials { bearer };
-        let out = engine.process(batch, &mut Ctx::http(credentials, None));
+        let out = engine
+            .process(batch, &mut Ctx::http(credentials, None))
+            .await;
         out.items
             .into_iter()
             .map(|i| match i {
                 Item::Reply(m) => Value::Object(m),
-                Item::Event(b) => serde_json::from_slice(&b).unwrap(),
+                Item::Event(b) | Item::Encoded(b) => serde_json::from_slice(&b).unwrap(),
             })
             .collect()
     }
 
-    fn subscriber(engine: &Engine, channel: &str) -> Arc<Client> {
+    async fn handshake(engine: &Engine) -> Arc<Session> {
         let hs = run(
             engine,
             json!({"channel": "/meta/handshake", "version": "1.0", "supportedConnectionTypes": ["long-polling"]}),
             None,
-        );
+        )
+        .await;
         let id = hs[0]["clientId"].as_str().unwrap().to_owned();
-        run(
+        engine.session(&id).await.unwrap()
+    }
+
+    async fn subscriber(engine: &Engine, channel: &str) -> Arc<Session> {
+        let session = handshake(engine).await;
+        let reply = run(
             engine,
-            json!({"channel": "/meta/subscribe", "clientId": id, "subscription": channel}),
+            json!({"channel": "/meta/subscribe", "clientId": session.id(), "subscription": channel}),
             None,
-        );
-        engine.client(&id).unwrap()
+        )
+        .await;
+        assert_eq!(reply[0]["successful"], true);
+        session
     }
 
     #[tokio::test]
     async fn the_publish_policy_is_consulted_and_the_secret_never_delivered() {
-        let settings = EngineSettings {
+        let engine = engine(EngineSettings {
             publish: PublishPolicy::Secret(Secret::new("s3cret")),
             ..EngineSettings::default()
-        };
-        let engine = Engine::new("/t", settings);
-        let sub = subscriber(&engine, "/a");
-        let r = run(&engine, json!({"channel": "/a", "data": 1}), None);
+        });
+        let sub = subscriber(&engine, "/a").await;
+        let r = run(&engine, json!({"channel": "/a", "data": 1}), None).await;
         assert_eq!(r[0]["error"], "403::Authentication required");
         let r = run(
             &engine,
             json!({"channel": "/a", "data": 2, "ext": {"secret": "s3cret", "keep": 1}}),
             None,
-        );
+        )
+        .await;
         assert_eq!(r[0]["successful"], true);
-        let r = run(&engine, json!({"channel": "/a", "data": 3}), Some("s3cret"));
+        let r = run(&engine, json!({"channel": "/a", "data": 3}), Some("s3cret")).await;
         assert_eq!(r[0]["successful"], true);
         let events: Vec<Value> = sub
             .drain_unowned()
@@ -641,16 +588,16 @@ mod tests {
 
     #[tokio::test]
     async fn deny_policy_refuses_every_publish() {
-        let settings = EngineSettings {
+        let engine = engine(EngineSettings {
             publish: PublishPolicy::Deny,
             ..EngineSettings::default()
-        };
-        let engine = Engine::new("/t", settings);
+        });
         let r = run(
             &engine,
             json!({"channel": "/a", "data": 1}),
             Some("anything"),
-        );
+        )
+        .await;
         assert_eq!(r[0]["error"], "403:/a:Forbidden channel");
     }
 }

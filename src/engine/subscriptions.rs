@@ -26,7 +26,7 @@ use std::sync::Arc;
 
 use parking_lot::RwLock;
 
-use super::client::Client;
+use super::session::Session;
 
 const SHARDS: usize = 16;
 
@@ -49,7 +49,7 @@ impl Hasher for SerialHasher {
     }
 }
 
-type Subscribers = HashMap<u64, Arc<Client>, BuildHasherDefault<SerialHasher>>;
+type Subscribers = HashMap<u64, Arc<Session>, BuildHasherDefault<SerialHasher>>;
 
 /// Trie nodes by segment.
 type Children = HashMap<Box<str>, Node>;
@@ -198,14 +198,14 @@ impl Index {
 
     /// Adds `client` under `pattern` (a valid name or pattern). True when it
     /// was not there yet.
-    pub(crate) fn insert(&self, pattern: &str, client: &Arc<Client>) -> bool {
+    pub(crate) fn insert(&self, pattern: &str, client: &Arc<Session>) -> bool {
         let (mut segments, kind) = parse(pattern);
         let added = match segments.next() {
             None => self
                 .root
                 .write()
                 .set_mut(kind)
-                .insert(client.serial, client.clone())
+                .insert(client.serial(), client.clone())
                 .is_none(),
             Some(first) => {
                 let mut shard = self.shard(first).write();
@@ -214,7 +214,7 @@ impl Index {
                     node = node.child_mut(segment);
                 }
                 node.set_mut(kind)
-                    .insert(client.serial, client.clone())
+                    .insert(client.serial(), client.clone())
                     .is_none()
             }
         };
@@ -243,8 +243,8 @@ impl Index {
 
     /// Every distinct client subscribed to a pattern that matches the concrete
     /// channel `name`, in one pass over its segments.
-    pub(crate) fn collect(&self, name: &str) -> Vec<Arc<Client>> {
-        let mut out: Vec<Arc<Client>> = Vec::new();
+    pub(crate) fn collect(&self, name: &str) -> Vec<Arc<Session>> {
+        let mut out: Vec<Arc<Session>> = Vec::new();
         let Some(rest) = name.strip_prefix('/') else {
             return out;
         };
@@ -283,8 +283,8 @@ impl Index {
         }
         if sources > 1 {
             // A client with several matching subscriptions gets one copy.
-            out.sort_unstable_by_key(|c| c.serial);
-            out.dedup_by_key(|c| c.serial);
+            out.sort_unstable_by_key(|c| c.serial());
+            out.dedup_by_key(|c| c.serial());
         }
         out
     }
@@ -301,8 +301,8 @@ mod tests {
     use crate::bayeux::channel;
     use tokio::time::Instant;
 
-    fn client(serial: u64) -> Arc<Client> {
-        Arc::new(Client::new(
+    fn client(serial: u64) -> Arc<Session> {
+        Arc::new(Session::new(
             Arc::from(format!("c{serial}")),
             serial,
             None,
@@ -311,7 +311,7 @@ mod tests {
     }
 
     fn serials(index: &Index, name: &str) -> Vec<u64> {
-        let mut v: Vec<u64> = index.collect(name).iter().map(|c| c.serial).collect();
+        let mut v: Vec<u64> = index.collect(name).iter().map(|c| c.serial()).collect();
         v.sort_unstable();
         v
     }
@@ -326,7 +326,7 @@ mod tests {
             "/a", "/a/b", "/a/b/c", "/b", "/b/x", "/a/c/d/e", "/c", "/a/b/c/d",
         ];
         let index = Index::new();
-        let clients: Vec<Arc<Client>> = (0..patterns.len() as u64).map(client).collect();
+        let clients: Vec<Arc<Session>> = (0..patterns.len() as u64).map(client).collect();
         for (p, c) in patterns.iter().zip(&clients) {
             assert!(index.insert(p, c));
             assert!(!index.insert(p, c), "second insert of {p} is a no-op");

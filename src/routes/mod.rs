@@ -15,6 +15,7 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 
 use crate::config::{Config, EngineSettings, RouteSpec};
+use crate::shutdown::Shutdown;
 
 use crate::engine::Engine;
 use crate::upstream::Upstream;
@@ -181,7 +182,7 @@ impl Plan {
     /// Carries the plan out: new engines are created (their sweepers started,
     /// so call this inside a runtime) and retuned ones take their tunables.
     /// Returns the table to store and what changed.
-    pub fn apply(self) -> (RouteTable, Diff) {
+    pub fn apply(self, drain: &Shutdown) -> (RouteTable, Diff) {
         let mut diff = Diff {
             removed: self.removed,
             ..Diff::default()
@@ -204,7 +205,8 @@ impl Plan {
                     diff.added.push(spec.prefix.clone());
                     let backend = match &spec.upstream {
                         None => {
-                            let engine = Engine::new(&spec.prefix, spec.settings.clone());
+                            let engine =
+                                Engine::new(&spec.prefix, spec.settings.clone(), drain.clone());
                             engine.spawn_sweeper();
                             Backend::Engine(engine)
                         }
@@ -289,7 +291,7 @@ mod tests {
     async fn longest_prefix_wins_and_reload_keeps_engines() {
         let text = "[[route]]\nprefix = \"/a\"\n[[route]]\nprefix = \"/a/b\"\n";
         let config = Config::parse(text, "t", std::path::Path::new(".")).unwrap();
-        let (table, diff) = RouteTable::plan(&config, None).apply();
+        let (table, diff) = RouteTable::plan(&config, None).apply(&Shutdown::default());
         assert_eq!(diff.added.len(), 2);
         assert_eq!(&*table.lookup("/a/b/c").unwrap().0.prefix, "/a/b");
         assert_eq!(&*table.lookup("/a/bc").unwrap().0.prefix, "/a");
@@ -303,7 +305,7 @@ mod tests {
             config.routes[0].settings,
             "planning retunes nothing"
         );
-        let (table2, diff2) = plan.apply();
+        let (table2, diff2) = plan.apply(&Shutdown::default());
         assert_eq!(diff2.retuned, ["/a"]);
         assert_eq!(diff2.added, ["/c"]);
         assert_eq!(diff2.removed.len(), 1);

@@ -24,14 +24,14 @@ use crate::shutdown::Shutdown;
 const CHANNEL: usize = 8;
 
 /// Opens the stream for the client named by the last path segment.
-pub fn serve(
+pub async fn serve(
     req: Request<Incoming>,
     engine: Engine,
     client_id: &str,
     shutdown: &Shutdown,
 ) -> Response<Body> {
     drop(req);
-    let Some(client) = engine.client(client_id) else {
+    let Some(client) = engine.session(client_id).await else {
         return text(StatusCode::BAD_REQUEST, "Unknown client");
     };
     if shutdown.is_draining() {
@@ -46,7 +46,7 @@ pub fn serve(
             let _gauge = engine.gauge(Transport::EventSource);
             let ping_every = engine.settings().eventsource_ping;
             let mut slot = StreamSlot::new();
-            if !slot.bind(&client) {
+            if slot.bind(&client).is_none() {
                 return;
             }
             let notify = slot.notify().clone();

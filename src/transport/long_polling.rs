@@ -17,10 +17,9 @@ use hyper::body::Incoming;
 
 use crate::auth::Credentials;
 use crate::bayeux::{parse_batch, BadRequest};
-use crate::engine::{advise_retry_after, Ctx, Engine, Transport};
+use crate::engine::{Ctx, Engine, Transport};
 use crate::http::cors;
 use crate::http::response::{bad_request, bayeux_headers, full, text, too_large, Body};
-use crate::shutdown::Shutdown;
 
 /// The default JSONP callback name when `jsonp` is absent.
 pub const DEFAULT_CALLBACK: &str = "jsonpcallback";
@@ -48,7 +47,6 @@ pub fn valid_callback(name: &str) -> bool {
 pub async fn post(
     req: Request<Incoming>,
     engine: Engine,
-    shutdown: &Shutdown,
     body_timeout: std::time::Duration,
     ip: IpAddr,
 ) -> Response<Body> {
@@ -89,7 +87,6 @@ pub async fn post(
         &payload,
         Format::Json,
         &parts.headers,
-        shutdown,
         Transport::LongPolling,
         ip,
     )
@@ -97,12 +94,7 @@ pub async fn post(
 }
 
 /// `GET {prefix}…?message=…&jsonp=…`: JSONP.
-pub async fn get(
-    req: Request<Incoming>,
-    engine: Engine,
-    shutdown: &Shutdown,
-    ip: IpAddr,
-) -> Response<Body> {
+pub async fn get(req: Request<Incoming>, engine: Engine, ip: IpAddr) -> Response<Body> {
     let query = req.uri().query().unwrap_or("");
     let mut message = None;
     let mut callback = None;
@@ -129,7 +121,6 @@ pub async fn get(
         message.as_bytes(),
         Format::Jsonp(callback),
         &parts.headers,
-        shutdown,
         Transport::CallbackPolling,
         ip,
     )
@@ -141,7 +132,6 @@ async fn run(
     payload: &[u8],
     format: Format,
     headers: &HeaderMap,
-    shutdown: &Shutdown,
     transport: Transport,
     ip: IpAddr,
 ) -> Response<Body> {
@@ -154,15 +144,14 @@ async fn run(
         Err(_) => return bad_request(),
     };
     let credentials = Credentials::from_headers(headers);
-    let outcome = engine.process(batch, &mut Ctx::http(credentials, Some(ip)));
+    let outcome = engine
+        .process(batch, &mut Ctx::http(credentials, Some(ip)))
+        .await;
     let mut items = outcome.items;
     if !outcome.connects.is_empty() {
         let _gauge = engine.gauge(transport);
         for wait in outcome.connects {
-            items.extend(wait.wait_until(shutdown.draining()).await);
-        }
-        if shutdown.is_draining() {
-            advise_retry_after(&mut items, shutdown.drain_jitter());
+            items.extend(wait.wait().await);
         }
     }
     let json = crate::transport::encode(&items);

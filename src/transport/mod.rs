@@ -20,7 +20,7 @@ pub fn encode(items: &[Item]) -> Bytes {
     let event_bytes: usize = items
         .iter()
         .map(|i| match i {
-            Item::Event(b) => b.len() + 1,
+            Item::Event(b) | Item::Encoded(b) => b.len() + 1,
             Item::Reply(_) => 128,
         })
         .sum();
@@ -36,7 +36,7 @@ pub fn encode(items: &[Item]) -> Bytes {
                 // Serializing a map of JSON values cannot fail.
                 let _ = serde_json::to_writer(&mut w, map);
             }
-            Item::Event(bytes) => out.extend_from_slice(bytes),
+            Item::Event(bytes) | Item::Encoded(bytes) => out.extend_from_slice(bytes),
         }
     }
     out.put_u8(b']');

@@ -40,7 +40,7 @@ use tokio_tungstenite::WebSocketStream;
 
 use crate::bayeux::{parse_batch, BadRequest};
 use crate::deadline::ReadDeadline;
-use crate::engine::{advise_retry_after, ConnectWait, Ctx, Engine, Item, StreamSlot, Transport};
+use crate::engine::{ConnectWait, Ctx, Engine, Item, StreamSlot, Transport};
 use crate::http::response::{bad_request, empty, unavailable, Body};
 use crate::shutdown::Shutdown;
 
@@ -266,16 +266,14 @@ where
             }
         };
         let before = self.slot.bound().map(|c| c.id().to_owned());
-        let outcome = self.engine.process(
-            batch,
-            &mut Ctx {
-                stream: Some(&mut self.slot),
-                credentials: crate::auth::Credentials {
-                    bearer: self.bearer.as_deref(),
-                },
-                peer: self.ip,
+        let mut ctx = Ctx {
+            stream: Some(&mut self.slot),
+            credentials: crate::auth::Credentials {
+                bearer: self.bearer.as_deref(),
             },
-        );
+            peer: self.ip,
+        };
+        let outcome = self.engine.process(batch, &mut ctx).await;
         if let Some(client) = self.slot.bound() {
             if before.as_deref() != Some(client.id()) {
                 tracing::Span::current().record("client_id", client.id());
@@ -287,7 +285,7 @@ where
                 if frame
                     .waits
                     .iter()
-                    .any(|w| std::sync::Arc::ptr_eq(w.client(), wait.client()))
+                    .any(|w| std::sync::Arc::ptr_eq(w.session(), wait.session()))
                 {
                     frame.force = true;
                 }
@@ -298,15 +296,14 @@ where
             return Flow::Stop;
         }
         if outcome.connects.is_empty() {
-            let mut items = outcome.items;
-            return self.send_items(&mut items).await;
+            return self.send_items(&outcome.items).await;
         }
         let items = if outcome.items.is_empty() {
             Vec::new()
         } else {
             let json = crate::transport::encode(&outcome.items);
             // Strip the brackets: the elements are spliced into the final frame.
-            vec![Item::Event(json.slice(1..json.len() - 1))]
+            vec![Item::Encoded(json.slice(1..json.len() - 1))]
         };
         self.pending.push(PendingFrame {
             items,
@@ -363,17 +360,14 @@ where
             for wait in waits {
                 items.extend(wait.finish_stream());
             }
-            if let Flow::Stop = self.send_items(&mut items).await {
+            if let Flow::Stop = self.send_items(&items).await {
                 return Flow::Stop;
             }
         }
         Flow::Continue
     }
 
-    async fn send_items(&mut self, items: &mut [Item]) -> Flow {
-        if self.drain.is_draining() {
-            advise_retry_after(items, self.drain.drain_jitter());
-        }
+    async fn send_items(&mut self, items: &[Item]) -> Flow {
         self.send(crate::transport::encode(items)).await
     }
 
@@ -412,7 +406,7 @@ mod tests {
             crate::deadline::ReadDeadline::new(a, Duration::from_secs(90), Duration::from_secs(30));
         let ws = tokio_tungstenite::WebSocketStream::from_raw_socket(io, super::Role::Server, None)
             .await;
-        let engine = crate::engine::Engine::new("/x", Default::default());
+        let engine = crate::engine::Engine::new("/x", Default::default(), Default::default());
         let session = super::Session::new(ws, engine, crate::shutdown::Shutdown::default());
         let run = session.run();
         let size = std::mem::size_of_val(&run);

@@ -1,0 +1,128 @@
+//! The in-memory store: the session table and the subscription index of one
+//! engine, in this process.
+//!
+//! The table is split into shards by client id, each behind its own lock, so
+//! handshakes and lookups rarely meet; the index is the segment trie of
+//! [`super::subscriptions`]. Both hold `Arc<Session>`s; a session's own lock
+//! guards its state (see [`super::session`] for the lock order).
+
+use std::collections::HashMap;
+use std::hash::{BuildHasher, RandomState};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+use tokio::time::Instant;
+
+use super::peers::PeerKey;
+use super::session::{Session, Subscribed};
+use super::subscriptions::Index;
+use crate::bayeux::client_id;
+
+const SHARDS: usize = 32;
+
+type Shard = Mutex<HashMap<Arc<str>, Arc<Session>>>;
+
+/// Sessions and subscriptions held in this process.
+#[derive(Debug)]
+pub(crate) struct Memory {
+    hasher: RandomState,
+    shards: Box<[Shard]>,
+    count: AtomicUsize,
+    next_serial: AtomicU64,
+    index: Index,
+}
+
+impl Memory {
+    pub(crate) fn new() -> Self {
+        Memory {
+            hasher: RandomState::new(),
+            shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
+            count: AtomicUsize::new(0),
+            next_serial: AtomicU64::new(1),
+            index: Index::new(),
+        }
+    }
+
+    fn shard(&self, id: &str) -> &Shard {
+        let h = self.hasher.hash_one(id) as usize;
+        &self.shards[h % SHARDS]
+    }
+
+    pub(crate) fn create(&self, peer: Option<PeerKey>, expires_at: Instant) -> Arc<Session> {
+        loop {
+            let id: Arc<str> = Arc::from(client_id::generate());
+            let mut shard = self.shard(&id).lock();
+            if shard.contains_key(&id) {
+                continue;
+            }
+            let serial = self.next_serial.fetch_add(1, Ordering::Relaxed);
+            let session = Arc::new(Session::new(id.clone(), serial, peer, expires_at));
+            shard.insert(id, session.clone());
+            self.count.fetch_add(1, Ordering::Relaxed);
+            return session;
+        }
+    }
+
+    pub(crate) fn find(&self, id: &str) -> Option<Arc<Session>> {
+        self.shard(id).lock().get(id).cloned()
+    }
+
+    pub(crate) fn subscribe(
+        &self,
+        session: &Arc<Session>,
+        pattern: &str,
+        max_per_session: usize,
+        max_total: usize,
+    ) -> Subscribed {
+        session.subscribe(pattern, max_per_session, |key| {
+            // Read without a lock: concurrent subscribes may pass it together,
+            // so the bound can be exceeded by at most the number of threads.
+            if self.index.len() >= max_total {
+                return false;
+            }
+            self.index.insert(key, session);
+            true
+        })
+    }
+
+    pub(crate) fn unsubscribe(&self, session: &Arc<Session>, pattern: &str) -> bool {
+        session.unsubscribe(pattern, |key| {
+            self.index.remove(key, session.serial());
+        })
+    }
+
+    pub(crate) fn recipients(&self, name: &str) -> Vec<Arc<Session>> {
+        self.index.collect(name)
+    }
+
+    pub(crate) fn remove(&self, session: &Arc<Session>, subscriptions: &[Arc<str>]) {
+        for key in subscriptions {
+            self.index.remove(key, session.serial());
+        }
+        if self
+            .shard(session.id())
+            .lock()
+            .remove(session.id())
+            .is_some()
+        {
+            self.count.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+
+    pub(crate) fn sessions(&self) -> Vec<Arc<Session>> {
+        let mut all = Vec::with_capacity(self.len());
+        for shard in self.shards.iter() {
+            all.extend(shard.lock().values().cloned());
+        }
+        all
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.count.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn subscriptions(&self) -> usize {
+        self.index.len()
+    }
+}

@@ -1,0 +1,423 @@
+//! One Bayeux session held by this process: liveness, expiry, subscriptions,
+//! the bounded mailbox of pending events, and who currently owns delivery.
+//!
+//! The state sits behind one lock and is private to this module; the methods
+//! below are the only way to change it, and each keeps the session's
+//! invariants:
+//! - **Mailbox bounds.** The mailbox is bounded by message count and bytes;
+//!   when a new event does not fit, the oldest are dropped to make room (a slow
+//!   or absent client loses its oldest notifications first) and the loss is
+//!   reported to the caller for counting. An event bigger than the byte budget
+//!   is still accepted into an empty mailbox, so a legal message is never
+//!   undeliverable.
+//! - **One owner.** Exactly one transport owns delivery at a time: a held
+//!   long-poll or a bound WebSocket/EventSource stream, named by a generation.
+//!   The newest `/meta/connect` takes ownership and wakes the previous owner,
+//!   which finds itself superseded. Events leave the mailbox only to the
+//!   current owner, at the moment it writes them, so an owner that goes away
+//!   leaves them queued for the next connect.
+//! - **Subscriptions with the index.** The subscription set changes only
+//!   together with the engine's index: the caller passes the index update,
+//!   which runs under this lock, so a concurrent subscribe and unsubscribe of
+//!   one channel cannot leave the two disagreeing.
+//! - **Dead is final.** An ended session accepts no event, owner or subscription.
+//!
+//! Lock order: a session's lock may be held while an index shard's lock is
+//! taken (subscribe, unsubscribe), never the other way round; the session
+//! table's shard lock is released before a session's lock is taken.
+
+use std::collections::{HashSet, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use parking_lot::Mutex;
+use tokio::sync::Notify;
+use tokio::time::Instant;
+
+use super::peers::PeerKey;
+
+static NEXT_GENERATION: AtomicU64 = AtomicU64::new(1);
+
+/// A stuck client's drops are reported at most this often, with their count.
+const OVERFLOW_REPORT_EVERY: Duration = Duration::from_secs(10);
+
+/// A wake-up handle registered by whichever transport owns delivery.
+#[derive(Debug, Clone)]
+pub struct Waiter {
+    generation: u64,
+    notify: Arc<Notify>,
+}
+
+impl Waiter {
+    /// A new waiter with a process-unique generation.
+    pub fn new(notify: Arc<Notify>) -> Self {
+        Waiter {
+            generation: NEXT_GENERATION.fetch_add(1, Ordering::Relaxed),
+            notify,
+        }
+    }
+
+    /// The generation that identifies this registration.
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// The wake-up this waiter registered.
+    pub(crate) fn notify(&self) -> &Arc<Notify> {
+        &self.notify
+    }
+}
+
+#[derive(Debug, Default)]
+enum Owner {
+    #[default]
+    None,
+    Poll(Waiter),
+    Stream(Waiter),
+}
+
+impl Owner {
+    fn waiter(&self) -> Option<&Waiter> {
+        match self {
+            Owner::None => None,
+            Owner::Poll(w) | Owner::Stream(w) => Some(w),
+        }
+    }
+
+    fn generation(&self) -> Option<u64> {
+        self.waiter().map(|w| w.generation)
+    }
+}
+
+/// Outcome of a stream owner's attempt to drain the mailbox.
+#[derive(Debug)]
+pub enum StreamDrain {
+    /// Events to write, oldest first (may be empty).
+    Events(Vec<Bytes>),
+    /// Another connect took over delivery; the stream should stop serving this client.
+    Superseded,
+    /// The client is gone (disconnect, expiry, retired route).
+    Gone,
+}
+
+/// What a held long-poll finds when it looks at its session.
+#[derive(Debug)]
+pub(crate) enum PollState {
+    /// The session ended.
+    Gone,
+    /// A newer connect owns delivery.
+    Superseded,
+    /// Events were queued: they are taken, and ownership is given up.
+    Ready(Vec<Bytes>),
+    /// Nothing yet.
+    Empty,
+}
+
+/// Limits applied when an event is queued.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct QueueLimits {
+    pub(crate) max_messages: usize,
+    pub(crate) max_bytes: usize,
+}
+
+/// What happened when one event was offered to a session.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Offered {
+    pub(crate) delivered: bool,
+    pub(crate) dropped: u64,
+    /// Drops to log now for this session (the warning's rate limit allows it).
+    pub(crate) report: Option<u64>,
+}
+
+/// The result of asking a session to add a subscription.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Subscribed {
+    /// Added (the index update ran).
+    Added,
+    /// It was there already; nothing changed.
+    Already,
+    /// The session holds its maximum.
+    SessionFull,
+    /// The index refused it (the route holds its maximum).
+    RouteFull,
+    /// The session ended.
+    Gone,
+}
+
+/// What an ended session leaves to clean up outside its lock.
+#[derive(Debug)]
+pub(crate) struct Ended {
+    /// Its subscriptions, to remove from the index.
+    pub(crate) subscriptions: Vec<Arc<str>>,
+    /// Its delivery owner, to wake so it notices.
+    pub(crate) owner: Option<Arc<Notify>>,
+}
+
+#[derive(Debug)]
+struct State {
+    alive: bool,
+    expires_at: Instant,
+    queue: VecDeque<Bytes>,
+    queued_bytes: usize,
+    subscriptions: HashSet<Arc<str>>,
+    owner: Owner,
+    /// Events dropped since the last report about this session, and when that was.
+    unreported_drops: u64,
+    last_drop_report: Option<Instant>,
+}
+
+/// One Bayeux session.
+#[derive(Debug)]
+pub struct Session {
+    id: Arc<str>,
+    serial: u64,
+    peer: Option<PeerKey>,
+    state: Mutex<State>,
+}
+
+impl Session {
+    /// A live session that expires at `expires_at` unless extended.
+    pub(crate) fn new(
+        id: Arc<str>,
+        serial: u64,
+        peer: Option<PeerKey>,
+        expires_at: Instant,
+    ) -> Self {
+        Session {
+            id,
+            serial,
+            peer,
+            state: Mutex::new(State {
+                alive: true,
+                expires_at,
+                queue: VecDeque::new(),
+                queued_bytes: 0,
+                subscriptions: HashSet::new(),
+                owner: Owner::None,
+                unreported_drops: 0,
+                last_drop_report: None,
+            }),
+        }
+    }
+
+    /// The client id.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// An engine-wide number naming this session in the index.
+    pub(crate) fn serial(&self) -> u64 {
+        self.serial
+    }
+
+    /// The address the session was admitted under.
+    pub(crate) fn peer(&self) -> Option<PeerKey> {
+        self.peer
+    }
+
+    /// False once the session was disconnected, expired or retired.
+    pub fn is_alive(&self) -> bool {
+        self.state.lock().alive
+    }
+
+    /// True when the session ended or its lifetime passed at `now`.
+    pub(crate) fn is_due(&self, now: Instant) -> bool {
+        let st = self.state.lock();
+        !st.alive || st.expires_at <= now
+    }
+
+    /// Moves the expiry to `until` (a handshake or a connect started); returns it.
+    pub(crate) fn extend(&self, until: Instant) -> Instant {
+        self.state.lock().expires_at = until;
+        until
+    }
+
+    /// Queues one serialized event and wakes the delivery owner.
+    pub(crate) fn offer(&self, event: &Bytes, limits: QueueLimits) -> Offered {
+        let mut out = Offered::default();
+        let notify = {
+            let mut st = self.state.lock();
+            if !st.alive {
+                return out;
+            }
+            while !st.queue.is_empty()
+                && (st.queue.len() >= limits.max_messages
+                    || st.queued_bytes + event.len() > limits.max_bytes)
+            {
+                if let Some(old) = st.queue.pop_front() {
+                    st.queued_bytes -= old.len();
+                    out.dropped += 1;
+                }
+            }
+            st.queued_bytes += event.len();
+            st.queue.push_back(event.clone());
+            out.delivered = true;
+            if out.dropped > 0 {
+                st.unreported_drops += out.dropped;
+                let now = Instant::now();
+                let due = st
+                    .last_drop_report
+                    .is_none_or(|t| now.duration_since(t) >= OVERFLOW_REPORT_EVERY);
+                if due {
+                    out.report = Some(std::mem::take(&mut st.unreported_drops));
+                    st.last_drop_report = Some(now);
+                }
+            }
+            st.owner.waiter().map(|w| w.notify.clone())
+        };
+        if let Some(n) = notify {
+            n.notify_one();
+        }
+        out
+    }
+
+    /// Makes `waiter` the delivery owner as a held long-poll or a stream, waking
+    /// the previous owner so it notices it was superseded. False when the
+    /// session ended.
+    pub(crate) fn take_ownership(&self, waiter: Waiter, stream: bool) -> bool {
+        let previous = {
+            let mut st = self.state.lock();
+            if !st.alive {
+                return false;
+            }
+            let new = if stream {
+                Owner::Stream(waiter)
+            } else {
+                Owner::Poll(waiter)
+            };
+            std::mem::replace(&mut st.owner, new)
+        };
+        if let Some(w) = previous.waiter() {
+            w.notify.notify_one();
+        }
+        true
+    }
+
+    /// Gives up ownership if `generation` still owns delivery. When events are
+    /// still queued they simply wait for the next connect.
+    pub(crate) fn release(&self, generation: u64) {
+        let mut st = self.state.lock();
+        if st.owner.generation() == Some(generation) {
+            st.owner = Owner::None;
+        }
+    }
+
+    /// True when a WebSocket or EventSource stream owns delivery.
+    pub(crate) fn has_stream_owner(&self) -> bool {
+        matches!(self.state.lock().owner, Owner::Stream(_))
+    }
+
+    /// True if `generation` owns delivery.
+    pub(crate) fn owns(&self, generation: u64) -> bool {
+        self.state.lock().owner.generation() == Some(generation)
+    }
+
+    /// Takes every queued event for the stream owner `generation`.
+    pub fn drain_stream(&self, generation: u64) -> StreamDrain {
+        let mut st = self.state.lock();
+        if !st.alive {
+            return StreamDrain::Gone;
+        }
+        match &st.owner {
+            Owner::Stream(w) if w.generation == generation => {}
+            _ => return StreamDrain::Superseded,
+        }
+        st.queued_bytes = 0;
+        StreamDrain::Events(st.queue.drain(..).collect())
+    }
+
+    /// For the held long-poll `generation`: takes the queued events (giving up
+    /// ownership, since the poll is answered with them) or says why not.
+    pub(crate) fn poll(&self, generation: u64) -> PollState {
+        let mut st = self.state.lock();
+        if !st.alive {
+            return PollState::Gone;
+        }
+        match &st.owner {
+            Owner::Poll(w) if w.generation == generation => {}
+            _ => return PollState::Superseded,
+        }
+        if st.queue.is_empty() {
+            return PollState::Empty;
+        }
+        st.queued_bytes = 0;
+        st.owner = Owner::None;
+        PollState::Ready(st.queue.drain(..).collect())
+    }
+
+    /// Takes every queued event when nobody owns delivery (a connect that is
+    /// answered at once, e.g. an EventSource heartbeat connect with no stream open).
+    pub(crate) fn drain_unowned(&self) -> Vec<Bytes> {
+        let mut st = self.state.lock();
+        if !st.alive || !matches!(st.owner, Owner::None) {
+            return Vec::new();
+        }
+        st.queued_bytes = 0;
+        st.queue.drain(..).collect()
+    }
+
+    /// Adds `pattern` unless present or the session holds `max`; `index` adds
+    /// it to the engine's index, under this session's lock, or returns false
+    /// to refuse it.
+    pub(crate) fn subscribe(
+        &self,
+        pattern: &str,
+        max: usize,
+        index: impl FnOnce(&Arc<str>) -> bool,
+    ) -> Subscribed {
+        let mut st = self.state.lock();
+        if !st.alive {
+            return Subscribed::Gone;
+        }
+        if st.subscriptions.contains(pattern) {
+            return Subscribed::Already;
+        }
+        if st.subscriptions.len() >= max {
+            return Subscribed::SessionFull;
+        }
+        let key: Arc<str> = Arc::from(pattern);
+        if !index(&key) {
+            return Subscribed::RouteFull;
+        }
+        st.subscriptions.insert(key);
+        Subscribed::Added
+    }
+
+    /// Removes `pattern` if present; `index` removes it from the engine's
+    /// index, under this session's lock. True when it was there.
+    pub(crate) fn unsubscribe(&self, pattern: &str, index: impl FnOnce(&str)) -> bool {
+        let mut st = self.state.lock();
+        if !st.subscriptions.remove(pattern) {
+            return false;
+        }
+        index(pattern);
+        true
+    }
+
+    /// Ends the session: it accepts nothing more and its queue is freed. The
+    /// first caller gets what must be cleaned up; later callers get `None`.
+    pub(crate) fn end(&self) -> Option<Ended> {
+        let mut st = self.state.lock();
+        if !st.alive {
+            return None;
+        }
+        st.alive = false;
+        st.queue.clear();
+        st.queued_bytes = 0;
+        let subscriptions = st.subscriptions.drain().collect();
+        let owner = std::mem::take(&mut st.owner)
+            .waiter()
+            .map(|w| w.notify.clone());
+        Some(Ended {
+            subscriptions,
+            owner,
+        })
+    }
+
+    /// Number of queued events.
+    pub fn queued(&self) -> usize {
+        self.state.lock().queue.len()
+    }
+}
