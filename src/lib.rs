@@ -2,38 +2,45 @@
 //!
 //! # Layout
 //!
-//! - [`bayeux`]: the protocol itself (messages, channels, errors, client ids); no I/O.
-//! - [`engine`]: one isolated pub/sub engine per route: sessions, subscriptions,
-//!   bounded mailboxes, the meta handlers and publishing.
-//! - [`transport`]: WebSocket, long-polling (JSON, form, JSONP) and EventSource.
+//! Ordered from the wire inwards; a module only uses the ones below it, and the
+//! leaves at the end are used from anywhere.
+//!
+//! - [`cli`]: the command line (`serve`, `check`, `publish`, `health`) and its
+//!   small HTTP client; `src/main.rs` only picks the allocator and calls it.
+//! - [`server`]: start-up wiring (bind, spawn, reload) and the drain.
+//! - [`reload`]: hot reload of `routes.toml` and certificates (file watch,
+//!   SIGHUP), one at a time, planned then applied.
+//! - [`admin`]: the admin listener: health, readiness, the metrics endpoint.
+//! - [`metrics`]: process counters and the Prometheus exposition of them and of
+//!   every engine's figures.
+//! - [`net`]: listeners, TLS with SNI and reloadable certificates, HTTP/1.1 and
+//!   HTTP/2, connection bounds.
 //! - [`gateway`]: the client-facing service: route lookup and dispatch to a
 //!   transport or an upstream.
-//! - [`http`]: HTTP building blocks every handler shares: responses, CORS, the
-//!   Faye browser bundle, connection facts.
-//! - [`config`]: `routes.toml` read, validated and typed (process settings,
-//!   listeners, TLS files, route tunables); secrets through an environment source.
-//! - [`auth`]: the publish (and subscribe) policies the engine consults.
 //! - [`routes`]: the live route table: lookup, the planned diff of a reload, the swap.
-//! - [`net`]: listeners, TLS with SNI and reloadable certificates, HTTP/1.1 and HTTP/2.
-//! - [`deadline`]: write and read deadlines on sockets (peers that stop reading,
-//!   WebSockets that go silent or never finish a message).
 //! - [`upstream`]: routes forwarded to an HTTP upstream (migration from Faye).
-//! - [`admin`]: the admin listener: health, readiness, the metrics endpoint.
-//! - [`metrics`]: process-wide counters and the Prometheus exposition.
-//! - [`reload`]: hot reload of `routes.toml` and certificates (file watch, SIGHUP).
-//! - [`server`]: start-up wiring and the drain; [`shutdown`]: the drain signal.
-//! - [`cli`]: the command line (`serve`, `check`, `publish`, `health`) and its
-//!   small HTTP client.
+//! - [`transport`]: WebSocket, long-polling (JSON, form, JSONP) and EventSource:
+//!   how batches come in and replies and events go out.
+//! - [`engine`]: one isolated pub/sub engine per route: the Bayeux logic over a
+//!   storage interface (sessions, subscriptions, queues), with the in-memory store.
+//! - [`bayeux`]: the protocol itself (messages, channels, errors, client ids); no I/O.
+//! - Leaves: [`config`] (`routes.toml` read, validated and typed; secrets
+//!   through an environment source), [`auth`] (the policies the engine
+//!   consults), [`http`] (responses, CORS, the Faye bundle, connection facts),
+//!   [`deadline`]
+//!   (write and read deadlines on sockets), [`shutdown`] (the drain signal and
+//!   task tracking), [`error`] (start-up errors).
 //!
 //! # Data path of one message
 //!
 //! accept → TLS → hyper (h1/h2) → [`gateway::Gateway`] loads the route table once →
 //! longest whole-segment prefix → the route's [`engine::Engine`] → transport →
-//! [`bayeux::parse_batch`] → [`engine::Engine::process`] → on publish: expand the
-//! channel into its wildcard keys, collect each subscriber once, serialize the
-//! event once, push the shared bytes into every subscriber's bounded mailbox and
-//! wake its owner → the owning transport drains everything ready into one
-//! WebSocket frame, one EventSource chunk, or one long-poll response.
+//! [`bayeux::parse_batch`] → [`engine::Engine::process`] → auth policy → on
+//! publish: serialize the event once, walk the subscription trie along the
+//! channel's segments, collect each subscriber once, push the shared bytes into
+//! every subscriber's bounded mailbox and wake its owner → the owning transport
+//! drains everything ready into one WebSocket frame, one EventSource chunk, or
+//! one long-poll response.
 
 pub mod admin;
 pub mod auth;

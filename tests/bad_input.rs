@@ -44,7 +44,7 @@ fn assert_status(resp: &support::Resp, status: StatusCode, body: &str) {
     assert_eq!(resp.text(), body);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn invalid_json_and_primitives_are_bad_requests_on_every_transport() {
     let s = server().await;
     let c = s.client();
@@ -83,7 +83,7 @@ async fn invalid_json_and_primitives_are_bad_requests_on_every_transport() {
     );
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn oversized_post_body_is_413() {
     let s = server().await;
     let c = s.client();
@@ -119,7 +119,7 @@ async fn oversized_post_body_is_413() {
     c.handshake().await;
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn oversized_websocket_message_closes_with_1009() {
     let s = server().await;
     let c = s.client();
@@ -133,7 +133,7 @@ async fn oversized_websocket_message_closes_with_1009() {
     other.handshake().await;
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn invalid_utf8_closes_with_1007() {
     let s = server().await;
     let c = s.client();
@@ -145,7 +145,7 @@ async fn invalid_utf8_closes_with_1007() {
     other.handshake().await;
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn non_json_websocket_frames_are_ignored() {
     let s = server().await;
     let mut ws = s.client().websocket().await;
@@ -167,7 +167,7 @@ async fn non_json_websocket_frames_are_ignored() {
     assert_eq!(ws.recv().await[0]["successful"], true);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn invalid_channel_names_get_405() {
     let s = server().await;
     let c = s.client();
@@ -200,7 +200,7 @@ async fn invalid_channel_names_get_405() {
     }
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn unknown_client_ids_get_401() {
     let s = server().await;
     let c = s.client();
@@ -229,7 +229,7 @@ async fn unknown_client_ids_get_401() {
     assert_eq!(reply["error"], "401:12:Unknown client");
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn invalid_jsonp_callbacks_get_400() {
     let s = server().await;
     let c = s.client();
@@ -262,7 +262,7 @@ async fn invalid_jsonp_callbacks_get_400() {
     }
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn non_http_bytes_on_the_socket_are_refused() {
     let s = server().await;
     for garbage in [
@@ -508,7 +508,7 @@ where
     start.elapsed()
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn silent_and_slow_peers_are_disconnected() {
     let s = TestServer::with_server(
         "header_read_timeout_secs = 0.3\ntls_handshake_timeout_secs = 0.3",
@@ -538,7 +538,7 @@ async fn silent_and_slow_peers_are_disconnected() {
     }
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_silent_peer_does_not_keep_the_only_connection_slot() {
     let s = TestServer::with_server(
         "header_read_timeout_secs = 0.3\nmax_connections = 1",

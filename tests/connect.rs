@@ -31,7 +31,7 @@ fn assert_connect_ack(reply: &Value, client_id: &str, timeout_ms: u64) {
     );
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn item_40_connect_is_held_for_the_timeout() {
     let s = TestServer::start().await;
     let c = s.client();
@@ -43,7 +43,7 @@ async fn item_40_connect_is_held_for_the_timeout() {
     assert_connect_ack(&replies[0], &id, 1000);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn item_41_zero_timeout_answers_at_once() {
     let s = TestServer::with_defaults("timeout_secs = 5").await;
     let c = s.client();
@@ -55,7 +55,7 @@ async fn item_41_zero_timeout_answers_at_once() {
     assert_connect_ack(&replies[0], &id, 5000);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn item_42_client_timeout_is_honoured_and_advice_unchanged() {
     let s = TestServer::with_defaults("timeout_secs = 2").await;
     let c = s.client();
@@ -67,7 +67,7 @@ async fn item_42_client_timeout_is_honoured_and_advice_unchanged() {
     assert_connect_ack(&replies[0], &id, 2000);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn item_43_unknown_client() {
     let s = TestServer::start().await;
     let mut m = msg_connect("nope");
@@ -85,7 +85,7 @@ async fn item_43_unknown_client() {
     );
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn item_44_missing_client_id() {
     let s = TestServer::start().await;
     let reply = s
@@ -103,7 +103,7 @@ async fn item_44_missing_client_id() {
     );
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn item_45_unsupported_connection_type() {
     let s = TestServer::start().await;
     let c = s.client();
@@ -122,7 +122,7 @@ async fn item_45_unsupported_connection_type() {
     );
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn item_46_missing_connection_type() {
     let s = TestServer::start().await;
     let c = s.client();
@@ -139,7 +139,7 @@ async fn item_46_missing_connection_type() {
     assert!(reply.get("clientId").is_none(), "{reply}");
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn item_47_missing_connection_type_wins_over_unknown_client() {
     let s = TestServer::start().await;
     let reply = s
@@ -163,7 +163,7 @@ async fn held_connect(s: &TestServer, id: &str) -> tokio::task::JoinHandle<Vec<V
     task
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn item_48_publish_releases_the_held_connect() {
     let s = TestServer::with_defaults("timeout_secs = 5").await;
     let c = s.client();
@@ -180,7 +180,7 @@ async fn item_48_publish_releases_the_held_connect() {
     assert_eq!(replies[1], json!({"channel": "/foo", "data": {"x": 1}}));
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn item_49_simultaneous_publishes_share_one_reply() {
     // Two publishers' messages reaching the server in the same instant: one
     // request carrying both, from two different sessions, to two channels.
@@ -210,7 +210,7 @@ async fn item_49_simultaneous_publishes_share_one_reply() {
     );
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn item_50_publish_batch_in_one_reply_in_order() {
     let s = TestServer::with_defaults("timeout_secs = 5").await;
     let c = s.client();
@@ -233,7 +233,7 @@ async fn item_50_publish_batch_in_one_reply_in_order() {
     );
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn item_51_queued_events_return_at_once_in_order() {
     let s = TestServer::with_defaults("timeout_secs = 5").await;
     let c = s.client();
@@ -251,7 +251,7 @@ async fn item_51_queued_events_return_at_once_in_order() {
     );
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn item_52_connect_batched_with_own_publish() {
     let s = TestServer::with_defaults("timeout_secs = 5").await;
     let c = s.client();
@@ -274,7 +274,7 @@ async fn item_52_connect_batched_with_own_publish() {
     );
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn item_53_batched_connect_delays_the_whole_response() {
     let s = TestServer::start().await;
     let c = s.client();
@@ -296,7 +296,7 @@ async fn item_53_batched_connect_delays_the_whole_response() {
     );
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn item_54_eventsource_connect_is_immediate() {
     let s = TestServer::with_defaults("timeout_secs = 5").await;
     let c = s.client();
@@ -317,7 +317,7 @@ async fn item_54_eventsource_connect_is_immediate() {
     );
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn item_55_disconnect_releases_the_held_connect() {
     let s = TestServer::with_defaults("timeout_secs = 5").await;
     let c = s.client();

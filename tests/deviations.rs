@@ -18,7 +18,7 @@ use tokio::time::Instant;
 
 const BAYEUX: &str = "/bayeux";
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn superseded_connect_is_answered_at_once() {
     let s = TestServer::with_defaults("timeout_secs = 5").await;
     let c = s.client();
@@ -53,7 +53,7 @@ async fn superseded_connect_is_answered_at_once() {
     assert_eq!(data_of(&events(&replies)), [json!("for the second")]);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn events_survive_an_aborted_long_poll() {
     let s = TestServer::with_defaults("timeout_secs = 5").await;
     let c = s.client();
@@ -77,7 +77,7 @@ async fn events_survive_an_aborted_long_poll() {
     );
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn item_82_inverted_service_publishes_are_never_delivered() {
     let s = TestServer::start().await;
     let c = s.client();
@@ -96,7 +96,7 @@ async fn item_82_inverted_service_publishes_are_never_delivered() {
     assert_eq!(data_of(&c.drain(&everything).await), [json!("end")]);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn item_82_inverted_over_websocket_too() {
     let s = TestServer::with_defaults("timeout_secs = 5").await;
     let c = s.client();
@@ -113,7 +113,7 @@ async fn item_82_inverted_over_websocket_too() {
     );
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn eventsource_for_an_unknown_client_is_refused() {
     let s = TestServer::start().await;
     let c = s.client();
@@ -130,7 +130,7 @@ async fn eventsource_for_an_unknown_client_is_refused() {
     assert_eq!(s.open(BAYEUX, Transport::EventSource), 0);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn websocket_sends_every_ready_event_in_one_frame() {
     let s = TestServer::with_defaults("timeout_secs = 5").await;
     let c = s.client();
@@ -152,7 +152,7 @@ async fn websocket_sends_every_ready_event_in_one_frame() {
 
 // Bounded everything (DESIGN.md §1.7): Faye has no such limits.
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn full_mailbox_drops_the_oldest_events() {
     let s = TestServer::with_defaults("timeout_secs = 1\nmax_queue_messages = 3").await;
     let c = s.client();
@@ -164,7 +164,7 @@ async fn full_mailbox_drops_the_oldest_events() {
     assert_eq!(s.engine(BAYEUX).stats().dropped, 2);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn subscriptions_per_client_are_bounded() {
     let s = TestServer::with_defaults("timeout_secs = 1\nmax_subscriptions = 2").await;
     let c = s.client();
@@ -179,7 +179,7 @@ async fn subscriptions_per_client_are_bounded() {
     assert_eq!(s.engine(BAYEUX).stats().subscriptions, 2);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn clients_per_route_are_bounded() {
     let s = TestServer::with_defaults("timeout_secs = 1\nmax_clients = 2").await;
     let c = s.client();
@@ -198,7 +198,7 @@ async fn clients_per_route_are_bounded() {
     c.handshake().await;
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn superseded_websocket_connect_is_answered_at_once() {
     let s = TestServer::with_defaults("timeout_secs = 5").await;
     let mut ws = s.client().websocket().await;
@@ -223,7 +223,7 @@ async fn superseded_websocket_connect_is_answered_at_once() {
     ws.sync().await;
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn websocket_connect_supersedes_a_held_long_poll() {
     let s = TestServer::with_defaults("timeout_secs = 5").await;
     let c = s.client();
@@ -248,7 +248,7 @@ async fn websocket_connect_supersedes_a_held_long_poll() {
     );
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn second_socket_takes_over_without_knocking_the_first_off() {
     // Faye lets two sockets sharing a clientId knock each other off; here the
     // newer socket takes delivery and closing the older one changes nothing.
@@ -272,7 +272,7 @@ async fn second_socket_takes_over_without_knocking_the_first_off() {
     assert_eq!(data_of(&b.recv().await), [json!(2)]);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn rebinding_a_socket_to_another_client_leaves_the_first_queued() {
     let s = TestServer::with_defaults("timeout_secs = 5").await;
     let c = s.client();
@@ -293,7 +293,7 @@ async fn rebinding_a_socket_to_another_client_leaves_the_first_queued() {
     assert_eq!(data_of(&c.drain(&x).await), [json!("x2")]);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn delivered_objects_carry_every_value_with_keys_sorted() {
     let s = TestServer::start().await;
     let c = s.client();

@@ -50,7 +50,7 @@ fn secs(from: Instant, to: Instant) -> f64 {
     to.saturating_duration_since(from).as_secs_f64()
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn item_84_disconnect_then_connect_is_unknown() {
     let s = TestServer::start().await;
     let c = s.client();
@@ -71,7 +71,7 @@ async fn item_84_disconnect_then_connect_is_unknown() {
     assert_eq!(again["error"], format!("401:{id}:Unknown client"));
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn item_85_disconnect_unknown_and_missing() {
     let s = TestServer::start().await;
     let c = s.client();
@@ -87,7 +87,7 @@ async fn item_85_disconnect_unknown_and_missing() {
     );
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn item_86_disconnected_clients_get_nothing_queued() {
     let s = TestServer::start().await;
     let c = s.client();
@@ -108,7 +108,7 @@ async fn item_86_disconnected_clients_get_nothing_queued() {
     assert_unknown_on_connect(&c.one(msg_connect(&gone)).await, &gone);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn item_87_session_lives_twice_the_timeout_after_handshake() {
     let s = TestServer::with_defaults(HALF_SECOND).await;
     let c = s.client();
@@ -135,7 +135,7 @@ async fn item_87_session_lives_twice_the_timeout_after_handshake() {
     assert_unknown_on_connect(&c.one(msg_connect(&id)).await, &id);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn item_88_lifetime_counts_from_the_start_of_the_last_connect() {
     let s = TestServer::with_defaults(HALF_SECOND).await;
     let c = s.client();
@@ -178,7 +178,7 @@ async fn busy(c: &Http, id: &str) -> bool {
     ok
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn item_89_subscribe_and_publish_do_not_extend_the_session() {
     let s = TestServer::with_defaults(HALF_SECOND).await;
     let c = s.client();
@@ -213,7 +213,7 @@ async fn item_89_subscribe_and_publish_do_not_extend_the_session() {
     );
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn item_90_hold_longer_than_the_session_ends_at_expiry() {
     let s = TestServer::with_defaults(HALF_SECOND).await;
     let c = s.client();
@@ -233,7 +233,7 @@ async fn item_90_hold_longer_than_the_session_ends_at_expiry() {
     assert_unknown_on_connect(&c.one(msg_connect(&id)).await, &id);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn drain_answers_held_connects_and_closes_sockets() {
     // PROTOCOL.md §4.7: server close is a release trigger.
     let s = TestServer::with_defaults("timeout_secs = 5").await;

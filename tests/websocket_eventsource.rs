@@ -19,7 +19,7 @@ use support::{
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::Message;
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn item_91_handshake_over_websocket() {
     let s = TestServer::start().await;
     let mut ws = s.client().websocket().await;
@@ -37,7 +37,7 @@ async fn item_91_handshake_over_websocket() {
     assert_eq!(reply["clientId"].as_str().map(str::len), Some(31));
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn item_92_one_frame_for_a_batch() {
     let s = TestServer::start().await;
     let mut ws = s.client().websocket().await;
@@ -56,7 +56,7 @@ async fn item_92_one_frame_for_a_batch() {
     );
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn item_93_event_pushed_at_once_in_its_own_frame() {
     let s = TestServer::with_defaults("timeout_secs = 5").await;
     let c = s.client();
@@ -74,7 +74,7 @@ async fn item_93_event_pushed_at_once_in_its_own_frame() {
     assert_eq!(frame, [json!({"channel": "/w/a", "data": 1, "id": "5"})]);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn item_94_websocket_connect_is_held_for_the_timeout() {
     let s = TestServer::start().await;
     let mut ws = s.client().websocket().await;
@@ -91,7 +91,7 @@ async fn item_94_websocket_connect_is_held_for_the_timeout() {
     );
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn item_55_over_websocket_disconnect_releases_the_held_connect() {
     let s = TestServer::with_defaults("timeout_secs = 5").await;
     let mut ws = s.client().websocket().await;
@@ -114,7 +114,7 @@ async fn item_55_over_websocket_disconnect_releases_the_held_connect() {
     );
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn item_95_keepalive_and_ignored_frames() {
     let s = TestServer::start().await;
     let mut ws = s.client().websocket().await;
@@ -129,7 +129,7 @@ async fn item_95_keepalive_and_ignored_frames() {
     assert_eq!(id.len(), 31);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn item_96_events_after_websocket_close_go_to_the_next_connect() {
     let s = TestServer::with_defaults("timeout_secs = 5").await;
     let c = s.client();
@@ -151,7 +151,7 @@ async fn item_96_events_after_websocket_close_go_to_the_next_connect() {
     );
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn item_97_eventsource_stream_head() {
     let s = TestServer::start().await;
     let c = s.client();
@@ -172,7 +172,7 @@ async fn item_97_eventsource_stream_head() {
     assert_eq!(first, b"retry: 5000\r\n\r\n");
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn item_98_eventsource_delivers_events() {
     let s = TestServer::with_defaults("timeout_secs = 5").await;
     let c = s.client();
@@ -196,7 +196,7 @@ async fn item_98_eventsource_delivers_events() {
     assert_eq!(reply["successful"], true);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn item_99_eventsource_ping_comment() {
     let s = TestServer::with_defaults("timeout_secs = 5\neventsource_ping_secs = 0.5").await;
     let c = s.client();
@@ -211,7 +211,7 @@ async fn item_99_eventsource_ping_comment() {
     assert_between(start.elapsed(), 0.98, 2.5, "second ping");
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn eventsource_close_leaves_events_queued() {
     let s = TestServer::with_defaults("timeout_secs = 5").await;
     let c = s.client();
@@ -225,7 +225,7 @@ async fn eventsource_close_leaves_events_queued() {
     assert_eq!(support::data_of(&c.drain(&id).await), [json!("queued")]);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn websocket_events_precede_the_ack_of_their_own_publish() {
     let s = TestServer::with_defaults("timeout_secs = 5").await;
     let mut ws = s.client().websocket().await;
@@ -254,7 +254,7 @@ async fn websocket_events_precede_the_ack_of_their_own_publish() {
     );
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn websocket_ping_frames_when_configured() {
     let s = TestServer::with_defaults("timeout_secs = 5\nws_ping_secs = 0.2").await;
     let mut ws = s.client().websocket().await;

@@ -4,7 +4,7 @@
 //! marks `- _ ! ~ ( ) $ @`. A pattern is zero or more such segments followed by a
 //! final `*` (one segment) or `**` (one or more segments). A publication to
 //! `/a/b/c` reaches subscribers of exactly `/**`, `/a/**`, `/a/b/**`, `/a/b/*` and
-//! `/a/b/c` ([`matches`]); a route bounds names and patterns by [`Bounds`].
+//! `/a/b/c` ([`matches()`]); a route bounds names and patterns by [`Bounds`].
 
 fn is_segment_byte(b: u8) -> bool {
     b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'!' | b'~' | b'(' | b')' | b'$' | b'@')

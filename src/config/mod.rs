@@ -1,7 +1,7 @@
 //! Process configuration: `routes.toml` read, validated and typed.
 //!
 //! The pipeline is `text → raw (serde, unknown keys denied) → validated`:
-//! [`raw`] holds the serde shapes, [`validate`] checks ranges and consistency and
+//! `raw` holds the serde shapes, `validate` checks ranges and consistency and
 //! builds the types below, and only those leave this module. Every error names
 //! the file, the line and the key (and the route prefix when there is one), so a
 //! typo is caught by `bayeux-edge check` or by a reload that keeps the running

@@ -1,6 +1,6 @@
 //! The raw shape of `routes.toml`, exactly as serde reads it. Every table
 //! denies unknown keys, and values keep their spans so errors can name the
-//! line. These types never leave `config`; [`super::validate`] turns them into
+//! line. These types never leave `config`; `validate` turns them into
 //! the validated types.
 
 use serde::Deserialize;

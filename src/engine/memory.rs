@@ -126,3 +126,62 @@ impl Memory {
         self.index.len()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Barrier;
+    use std::time::Duration;
+
+    /// A subscribe and an unsubscribe of one channel by one session, racing
+    /// on two threads, must leave the session's set and the index agreeing:
+    /// once the round ends with a subscribe, a publish reaches the session.
+    /// (When the unsubscribe removed from the set, let go of the session's
+    /// lock and only then removed from the index, a subscribe in between was
+    /// undone in the index but not in the set, and re-subscribing was a no-op.)
+    #[test]
+    fn racing_subscribe_and_unsubscribe_leave_set_and_index_agreeing() {
+        const ROUNDS: usize = 20_000;
+        let memory = Arc::new(Memory::new());
+        let session = memory.create(None, Instant::now() + Duration::from_secs(3600));
+        let start = Arc::new(Barrier::new(3));
+        let done = Arc::new(Barrier::new(3));
+        let racer = |subscribe: bool| {
+            let (memory, session) = (memory.clone(), session.clone());
+            let (start, done) = (start.clone(), done.clone());
+            std::thread::spawn(move || {
+                for _ in 0..ROUNDS {
+                    start.wait();
+                    if subscribe {
+                        memory.subscribe(&session, "/race", 10, 1000);
+                    } else {
+                        memory.unsubscribe(&session, "/race");
+                    }
+                    done.wait();
+                }
+            })
+        };
+        let threads = [racer(true), racer(false)];
+        let mut lost = Vec::new();
+        for round in 0..ROUNDS {
+            start.wait();
+            done.wait();
+            memory.subscribe(&session, "/race", 10, 1000);
+            if memory.recipients("/race").is_empty() {
+                lost.push(round);
+                // Repair so later rounds test afresh.
+                memory.index.insert(&Arc::from("/race"), &session);
+            }
+            memory.unsubscribe(&session, "/race");
+        }
+        for t in threads {
+            t.join().unwrap();
+        }
+        assert!(
+            lost.is_empty(),
+            "the subscription was lost in {} of {ROUNDS} rounds (first: {:?})",
+            lost.len(),
+            &lost[..lost.len().min(5)]
+        );
+    }
+}

@@ -8,17 +8,17 @@
 //!
 //! # Layout
 //!
-//! - [`meta`]: the Bayeux logic, `Engine::process`: handshake, connect,
+//! - `meta`: the Bayeux logic, `Engine::process`: handshake, connect,
 //!   subscribe, unsubscribe, disconnect, publish.
-//! - [`delivery`]: what transports get back: reply items, held connects
+//! - `delivery`: what transports get back: reply items, held connects
 //!   ([`ConnectWait`]) and a stream's delivery binding ([`StreamSlot`]).
-//! - [`session`]: one session's state behind one lock (mailbox, delivery
+//! - `session`: one session's state behind one lock (mailbox, delivery
 //!   owner, subscriptions, expiry) and the invariants its methods keep.
-//! - [`store`]: **the storage interface** the logic calls (create, find,
-//!   subscribe, unsubscribe, publish, remove). [`memory`] is the in-process
+//! - `store`: **the storage interface** the logic calls (create, find,
+//!   subscribe, unsubscribe, publish, remove). `memory` is the in-process
 //!   store; a store shared by several processes implements the same operations
-//!   (see the table in `store`). [`subscriptions`] is the channel index it uses.
-//! - [`peers`]: admission of new sessions per client address.
+//!   (see the table in `store`). `subscriptions` is the channel index it uses.
+//! - `peers`: admission of new sessions per client address.
 //!
 //! Session lifetime follows Faye's memory engine: a session's clock is reset at
 //! handshake and at the start of each `/meta/connect`, and it is destroyed

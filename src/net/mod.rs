@@ -1,7 +1,7 @@
 //! Listeners: accept → (TLS) → HTTP/1.1 or HTTP/2 → the gateway.
 //!
 //! Each listener runs one accept loop bounded by a connection semaphore; each
-//! connection is a task tracked by [`Shutdown`], so the drain waits for it. TLS
+//! connection is a task tracked by [`crate::shutdown::Shutdown`], so the drain waits for it. TLS
 //! handshakes and request headers are bounded by timeouts, so a silent peer
 //! cannot hold a slot. When the drain starts the accept loop stops, and every
 //! HTTP connection is asked to finish its in-flight requests and close.

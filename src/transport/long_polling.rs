@@ -73,7 +73,8 @@ pub async fn post(
         for (key, value) in form_urlencoded::parse(&bytes) {
             match &*key {
                 "message" if message.is_none() => message = Some(value.into_owned()),
-                "jsonp" if !valid_callback(&value) => return bad_request(),
+                // Faye checks a non-empty `jsonp` only: an empty one is no callback.
+                "jsonp" if !value.is_empty() && !valid_callback(&value) => return bad_request(),
                 _ => {}
             }
         }
@@ -105,7 +106,10 @@ pub async fn get(req: Request<Incoming>, engine: Engine, ip: IpAddr) -> Response
             _ => {}
         }
     }
-    let callback = callback.unwrap_or_else(|| DEFAULT_CALLBACK.to_owned());
+    // As Faye's `params.jsonp || "jsonpcallback"`: an empty name means the default.
+    let callback = callback
+        .filter(|c| !c.is_empty())
+        .unwrap_or_else(|| DEFAULT_CALLBACK.to_owned());
     if !valid_callback(&callback) {
         return bad_request();
     }

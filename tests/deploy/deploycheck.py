@@ -32,6 +32,21 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+
+# In the full run (scripts/test and CI set BAYEUX_EDGE_REQUIRE_ALL=1) a check
+# that cannot run for lack of a tool, a build or a permission is a failure,
+# never a quiet skip; run by hand, it is skipped with its reason.
+REQUIRED = os.environ.get("BAYEUX_EDGE_REQUIRE_ALL") == "1"
+
+
+def unavailable(reason: str):
+    import pytest
+
+    if REQUIRED:
+        pytest.fail(f"required check could not run: {reason} (BAYEUX_EDGE_REQUIRE_ALL=1)")
+    pytest.skip(reason)
+
+
 ROOT = Path(__file__).resolve().parents[2]
 DOCKERFILE = ROOT / "Dockerfile"
 TASK_DEFINITION = ROOT / "ecs" / "task-definition.json"

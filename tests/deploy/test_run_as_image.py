@@ -48,7 +48,7 @@ FAYE_SMOKE = Path(__file__).with_name("faye-smoke.js")
 
 def _require_binary():
     if not BINARY.is_file():
-        pytest.skip(f"{BINARY} is not built (cargo build --release --locked); set BAYEUX_EDGE_BIN to use another")
+        dc.unavailable(f"{BINARY} is not built (cargo build --release --locked); set BAYEUX_EDGE_BIN to use another")
 
 
 def _ids(user: str | None) -> tuple[int, int]:
@@ -68,7 +68,7 @@ def _ids(user: str | None) -> tuple[int, int]:
         uid, gid = entry.pw_uid, entry.pw_gid
     assert uid != 0, "the image must not run as root"
     if os.geteuid() != 0 and os.geteuid() != uid:
-        pytest.skip(f"switching to uid {uid} needs root; running as uid {os.geteuid()}")
+        dc.unavailable(f"switching to uid {uid} needs root; running as uid {os.geteuid()}")
     return uid, gid
 
 
@@ -259,10 +259,10 @@ def test_health_fails_when_nothing_listens(image):
 def test_faye_client_subscribes_and_receives_a_posted_message(image):
     node = shutil.which("node")
     if node is None:
-        pytest.skip("node is not installed")
+        dc.unavailable("node is not installed")
     module_dir = Path(os.environ.get("FAYE_MODULE_DIR", dc.ROOT / "tests" / "interop" / "node_modules"))
     if not (module_dir / "faye" / "package.json").is_file():
-        pytest.skip(f"npm faye is not installed in {module_dir} (npm ci in tests/interop)")
+        dc.unavailable(f"npm faye is not installed in {module_dir} (npm ci in tests/interop)")
     # The route's own keys over [defaults], as the server merges them.
     route = {**image.production.get("defaults", {}), **image.production["route"][-1]}
     endpoint = _tls_endpoint(image, route["prefix"])

@@ -137,6 +137,21 @@ impl TestServer {
 
     /// A server with extra `[server]` lines, `[defaults]` lines and `[[route]]` entries.
     pub async fn with_server(server: &str, defaults: &str, routes: &str) -> TestServer {
+        Self::with_env(server, defaults, routes, &[]).await
+    }
+
+    /// Like [`TestServer::with_server`], with the environment variables the
+    /// file names (secrets) taken from `env` instead of the process.
+    pub async fn with_env(
+        server: &str,
+        defaults: &str,
+        routes: &str,
+        env: &[(&str, &str)],
+    ) -> TestServer {
+        let env: std::collections::HashMap<String, String> = env
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
         let dir = tempfile::tempdir().expect("temporary directory");
         let text = format!(
             r#"
@@ -158,7 +173,8 @@ addr = "127.0.0.1:0"
 {routes}
 "#
         );
-        let config = Config::parse(&text, "test.toml", dir.path()).expect("valid test config");
+        let config =
+            Config::parse_with(&text, "test.toml", dir.path(), &env).expect("valid test config");
         let server = Server::start(config).await.expect("server starts");
         TestServer {
             http: server.addr("http").expect("http listener"),

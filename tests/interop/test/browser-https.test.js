@@ -4,6 +4,7 @@
 // A backend POST shares something with user A; user A's page shows it, user B's does not.
 // The WebSocket is observed through Chromium's DevTools protocol.
 
+const { skipOrFail } = require('../support/required');
 const { describe, test, before, after } = require('node:test');
 const assert = require('assert/strict');
 const { startTarget } = require('../support/harness');
@@ -115,7 +116,7 @@ describe('HTTPS page in Chromium, as checked by hand', () => {
   }
 
   test('user A sees a share POSTed by the backend; user B sees nothing', async (t) => {
-    if (skipReason) return t.skip(skipReason);
+    if (skipReason) return skipOrFail(t, skipReason);
     const endpoint = target.url(PREFIX, { tls: true });
     const ca = target.tls.cert;
     const a = await openSharePage(USER_A);

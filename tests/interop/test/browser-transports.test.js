@@ -26,7 +26,9 @@ const TRANSPORTS = {
   eventsource: { sameOrigin: true, disabled: ['websocket'] },
 };
 
-const skip = browserMissing();
+const { unavailable } = require('../support/required');
+
+const skip = unavailable(browserMissing());
 
 describe('Faye browser client in Chromium', { skip: skip || false }, () => {
   let target;

@@ -27,9 +27,10 @@ const PUBLISH_EVERY_MS = 25;
 const MAX_MESSAGES = 4000; // the publisher stops here whatever happens
 const PUBLISH_FOR_AT_MOST_MS = 120000;
 const RELOAD_WAIT_MS = 15000; // the file watch normally reacts in ~150 ms; the poll is every 5 s
+const { unavailable } = require('../support/required');
 const NO_OPENSSL = !hasOpenssl() && 'openssl is needed to make the certificates';
 
-describe('hot reload with live Faye clients', { skip: edgeOnly('hot reload') || NO_OPENSSL }, () => {
+describe('hot reload with live Faye clients', { skip: edgeOnly('hot reload') || unavailable(NO_OPENSSL) }, () => {
   let dir;
   let edge;
   let ca;

@@ -2,6 +2,7 @@
 // The TLS listener: the Node Faye client over wss:// and https long-polling, trusting only
 // the listener's certificate; and the generated development certificate itself.
 
+const { skipOrFail } = require('../support/required');
 const { describe, test, before, after } = require('node:test');
 const assert = require('assert/strict');
 const crypto = require('crypto');
@@ -26,7 +27,7 @@ describe('HTTPS listener', () => {
 
   for (const transport of NODE_TRANSPORTS) {
     test(`Faye Node client over TLS (${transport === 'websocket' ? 'wss' : 'https long-polling'})`, async (t) => {
-      if (!target.httpsOrigin) return t.skip(`the ${target.kind} target has no TLS listener (openssl missing?)`);
+      if (!target.httpsOrigin) return skipOrFail(t, `the ${target.kind} target has no TLS listener (openssl missing?)`);
       const endpoint = target.url(PREFIX, { tls: true });
       const ca = target.tls.cert;
       const c = new TracedClient(endpoint, { transport, ca });
@@ -47,7 +48,7 @@ describe('HTTPS listener', () => {
   }
 
   test('the browser bundle is served on the TLS listener too', async (t) => {
-    if (!target.httpsOrigin) return t.skip(`the ${target.kind} target has no TLS listener (openssl missing?)`);
+    if (!target.httpsOrigin) return skipOrFail(t, `the ${target.kind} target has no TLS listener (openssl missing?)`);
     const [plain, secure] = await Promise.all([
       request(`${target.url(PREFIX)}/client.js`),
       request(`${target.url(PREFIX, { tls: true })}/client.js`, { ca: target.tls.cert }),
