@@ -22,14 +22,27 @@
 //!   [`VerifiedToken`]: its claims, its [`VerifiedToken::grants`] on the route and
 //!   [`VerifiedToken::valid_until`], when the session must stop receiving. Every
 //!   refusal is a distinct [`JwtError`].
+//! - [`backend`]: [`BackendCheck`], built from [`BackendSettings`], POSTs
+//!   `{"clientId", "channel"}` with the browser's allow-listed headers (cookies
+//!   included when configured, see [`BackendCheck::forwarded`]) to the
+//!   application and reads `{"allowed": true}`; [`BackendCheck::check`] returns a
+//!   [`Decision`]. Answers are cached per (clientId, channel) for a TTL, identical
+//!   concurrent checks share one request, and timeouts, errors and unusable
+//!   answers refuse (fail closed) and are counted ([`BackendCounters`]). The exact
+//!   HTTP contract is in the module's documentation.
 //!
 //! Every refusal becomes a Bayeux `403` on the reply, never a dropped connection.
 //! Tokens are never logged, echoed, kept, or placed in an error.
 
+pub mod backend;
 pub mod grants;
 pub mod jwt;
 mod publish;
 
+pub use backend::{
+    BackendCheck, BackendConfigError, BackendCounters, BackendSettings, Decision, ForwardedHeaders,
+    Refusal,
+};
 pub use grants::{GrantTemplate, Grants, TemplateError, MAX_GRANTS};
 pub use jwt::{
     JwtAlgorithm, JwtConfigError, JwtError, JwtSettings, JwtVerifier, UnknownAlgorithm,
