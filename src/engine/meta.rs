@@ -20,7 +20,7 @@ use tokio::time::Instant;
 use super::delivery::{ConnectWait, Item, Mode, Outcome, StreamSlot};
 use super::peers::Refusal;
 use super::session::{Subscribed, Waiter};
-use super::{Engine, Refused};
+use super::{Engine, Refused, Transport};
 use crate::auth::Credentials;
 use crate::bayeux::message::{reply_skeleton, str_field, truthy};
 use crate::bayeux::{channel, error, meta, Batch, BAYEUX_VERSION, CONNECTION_TYPES};
@@ -241,6 +241,10 @@ impl Engine {
         let id = reply.map.remove("id");
 
         let expires_at = session.extend(Instant::now() + self.settings().session_lifetime());
+        session.note_transport(Transport::of_connect(
+            conn_type.and_then(Value::as_str),
+            ctx.stream.is_some(),
+        ));
         let hold = if eventsource {
             Duration::ZERO
         } else {

@@ -19,6 +19,8 @@
 //!   store; a store shared by several processes implements the same operations
 //!   (see the table in `store`). `subscriptions` is the channel index it uses.
 //! - `peers`: admission of new sessions per client address.
+//! - `tap` and `inspect`: what the operator's console reads: taps on the
+//!   publish path (free when none is open), presence, an operator's publish.
 //!
 //! Session lifetime follows Faye's memory engine: a session's clock is reset at
 //! handshake and at the start of each `/meta/connect`, and it is destroyed
@@ -29,12 +31,14 @@
 //! it builds carry drain advice without the transports editing them.
 
 mod delivery;
+mod inspect;
 mod memory;
 mod meta;
 mod peers;
 mod session;
 mod store;
 mod subscriptions;
+mod tap;
 
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
@@ -49,15 +53,18 @@ use tokio::time::Instant;
 pub use crate::auth::{PublishPolicy, Secret};
 pub use crate::config::EngineSettings;
 pub use delivery::{ConnectWait, Item, Outcome, StreamSlot};
+pub use inspect::OperatorPublishError;
 pub use meta::Ctx;
 pub use peers::{PeerKey, PeerLimits, Refusal};
 pub use session::{Session, StreamDrain, Waiter};
+pub use tap::{Tap, TapRefused, MAX_TAPS, TAP_BYTES, TAP_MESSAGES};
 
 use crate::bayeux::channel;
 use crate::shutdown::Shutdown;
 use peers::Peers;
 use session::QueueLimits;
 use store::Store;
+use tap::Taps;
 
 impl EngineSettings {
     /// The per-address admission limits.
@@ -136,6 +143,17 @@ impl Transport {
             Transport::CallbackPolling => "callback-polling",
         }
     }
+
+    /// The transport of a `/meta/connect` with this `connectionType`, arriving
+    /// on a stream (WebSocket) or not.
+    pub fn of_connect(connection_type: Option<&str>, on_stream: bool) -> Transport {
+        match connection_type {
+            _ if on_stream => Transport::WebSocket,
+            Some("eventsource") => Transport::EventSource,
+            Some("callback-polling") => Transport::CallbackPolling,
+            _ => Transport::LongPolling,
+        }
+    }
 }
 
 /// Counts one open connection for as long as it lives.
@@ -203,6 +221,7 @@ struct Inner {
     counters: Counters,
     retired: AtomicBool,
     drain: Shutdown,
+    taps: Taps,
 }
 
 /// Handle to one route's engine. Cloning is cheap (one `Arc`).
@@ -224,6 +243,7 @@ impl Engine {
                 counters: Counters::default(),
                 retired: AtomicBool::new(false),
                 drain,
+                taps: Taps::default(),
             }),
         }
     }
@@ -296,6 +316,7 @@ impl Engine {
         for session in self.inner.store.sessions() {
             self.destroy(&session);
         }
+        self.inner.taps.close();
     }
 
     /// True once [`Engine::retire`] ran.
@@ -331,8 +352,8 @@ impl Engine {
         if self.is_retired() || self.inner.store.len() >= settings.max_clients {
             return Err(Refused::Capacity);
         }
-        let peer = peer.map(PeerKey::of);
-        if let Some(key) = peer {
+        let key = peer.map(PeerKey::of);
+        if let Some(key) = key {
             self.inner
                 .peers
                 .admit(key, &settings.peer_limits())
@@ -341,7 +362,10 @@ impl Engine {
         let wait = settings
             .first_connect_timeout
             .min(settings.session_lifetime());
-        let session = self.inner.store.create(peer, Instant::now() + wait).await;
+        let session = self.inner.store.create(key, Instant::now() + wait).await;
+        if let Some(ip) = peer {
+            session.set_client_addr(ip);
+        }
         self.inner
             .counters
             .handshakes
@@ -387,8 +411,9 @@ impl Engine {
 
     /// Routes a published message (already validated, `clientId` removed) to every
     /// subscriber once. The event is serialized a single time; each recipient's
-    /// mailbox holds a reference-counted pointer to the same bytes.
-    pub(crate) async fn publish(&self, channel_name: &str, event: &Map<String, Value>) {
+    /// mailbox holds a reference-counted pointer to the same bytes, and so does
+    /// any tap watching the channel. Returns how many sessions it was queued for here.
+    pub(crate) async fn publish(&self, channel_name: &str, event: &Map<String, Value>) -> usize {
         self.inner
             .counters
             .published
@@ -396,16 +421,18 @@ impl Engine {
         // Service channels are request/response with the server: never fanned out
         // to remote subscribers, not even to `/**` (a deliberate deviation from Faye).
         if channel::is_service(channel_name) {
-            return;
+            return 0;
         }
         let bytes = match serde_json::to_vec(event) {
             Ok(v) => Bytes::from(v),
-            Err(_) => return,
+            Err(_) => return 0,
         };
         let recipients = self.inner.store.publish(channel_name, &bytes).await;
         if !recipients.is_empty() {
             self.deliver(&recipients, &bytes);
         }
+        self.inner.taps.offer(channel_name, &bytes);
+        recipients.len()
     }
 
     fn deliver(&self, recipients: &[Arc<Session>], bytes: &Bytes) {

@@ -27,9 +27,10 @@
 //! table's shard lock is released before a session's lock is taken.
 
 use std::collections::{HashSet, VecDeque};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
-use std::time::Duration;
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use parking_lot::Mutex;
@@ -37,6 +38,7 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use super::peers::PeerKey;
+use super::Transport;
 
 static NEXT_GENERATION: AtomicU64 = AtomicU64::new(1);
 
@@ -175,6 +177,15 @@ pub struct Session {
     serial: u64,
     peer: Option<PeerKey>,
     state: Mutex<State>,
+    // Facts shown to the operator, outside the lock: set at creation, written
+    // once (the address) or with a relaxed store per connect (the transport),
+    // and read only by the console.
+    /// Wall-clock time of the handshake.
+    since: SystemTime,
+    /// The client's full address.
+    addr: OnceLock<IpAddr>,
+    /// 0 before the first connect, else 1 + the index in [`Transport::ALL`].
+    transport: AtomicU8,
 }
 
 impl Session {
@@ -199,6 +210,9 @@ impl Session {
                 unreported_drops: 0,
                 last_drop_report: None,
             }),
+            since: SystemTime::now(),
+            addr: OnceLock::new(),
+            transport: AtomicU8::new(0),
         }
     }
 
@@ -215,6 +229,32 @@ impl Session {
     /// The address the session was admitted under.
     pub(crate) fn peer(&self) -> Option<PeerKey> {
         self.peer
+    }
+
+    /// When the session was created (its handshake), by the wall clock.
+    pub fn since(&self) -> SystemTime {
+        self.since
+    }
+
+    /// The client's full address (admission keeps only its key), when known.
+    pub fn client_addr(&self) -> Option<IpAddr> {
+        self.addr.get().copied()
+    }
+
+    /// Records the client's address; the first one recorded stays.
+    pub(crate) fn set_client_addr(&self, ip: IpAddr) {
+        let _ = self.addr.set(ip);
+    }
+
+    /// The transport of the latest `/meta/connect`, if there was one.
+    pub fn transport(&self) -> Option<Transport> {
+        let n = self.transport.load(Ordering::Relaxed);
+        Transport::ALL.get(usize::from(n).checked_sub(1)?).copied()
+    }
+
+    /// Records the transport of a `/meta/connect`.
+    pub(crate) fn note_transport(&self, transport: Transport) {
+        self.transport.store(transport as u8 + 1, Ordering::Relaxed);
     }
 
     /// False once the session was disconnected, expired or retired.
