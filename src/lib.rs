@@ -10,7 +10,8 @@
 //! - [`server`]: start-up wiring (bind, spawn, reload) and the drain.
 //! - [`reload`]: hot reload of `routes.toml` and certificates (file watch,
 //!   SIGHUP), one at a time, planned then applied.
-//! - [`admin`]: the admin listener: health, readiness, the metrics endpoint.
+//! - [`admin`]: the admin listener: health, readiness, the metrics endpoint,
+//!   and the operator's console (routes live, presence, taps, test publish).
 //! - [`metrics`]: process counters and the Prometheus exposition of them and of
 //!   every engine's figures.
 //! - [`net`]: listeners, TLS with SNI and reloadable certificates, HTTP/1.1 and
@@ -38,9 +39,10 @@
 //! [`bayeux::parse_batch`] → [`engine::Engine::process`] → auth policy → on
 //! publish: serialize the event once, walk the subscription trie along the
 //! channel's segments, collect each subscriber once, push the shared bytes into
-//! every subscriber's bounded mailbox and wake its owner → the owning transport
-//! drains everything ready into one WebSocket frame, one EventSource chunk, or
-//! one long-poll response.
+//! every subscriber's bounded mailbox and wake its owner, then hand them to any
+//! operator's tap on the channel (one relaxed load when no tap is open) → the
+//! owning transport drains everything ready into one WebSocket frame, one
+//! EventSource chunk, or one long-poll response.
 
 pub mod admin;
 pub mod auth;

@@ -1,14 +1,20 @@
 //! Process-wide counters and the Prometheus text exposition.
 //!
 //! Per-route figures live in each engine (`engine::Stats`); the counters here
-//! belong to the process (TLS failures, reloads, request latency). Rendering is
+//! belong to the process (TLS failures, reloads, request latency), with a
+//! short history of reload outcomes the operator's console lists (kept here,
+//! beside the reload counters, so the admin listener reads it without
+//! reaching up to `reload`). Rendering is
 //! a table of metric families, each a name, a type, a help line and how to read
 //! its value, so adding a metric is one row. Plain atomics and a hand-written
 //! exposition: a few dozen lines, no registry needed.
 
+use std::collections::VecDeque;
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
+
+use parking_lot::Mutex;
 
 use crate::engine::{Stats, Transport};
 
@@ -16,6 +22,20 @@ use crate::engine::{Stats, Transport};
 const BUCKETS: [f64; 12] = [
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0, 30.0, 120.0,
 ];
+
+/// Reload outcomes kept for the console, newest first.
+pub const RELOAD_HISTORY: usize = 20;
+
+/// One reload, as the console shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReloadRecord {
+    /// When it ran, by the wall clock.
+    pub at: SystemTime,
+    /// True when it was applied, false when the file was rejected.
+    pub ok: bool,
+    /// What it changed, or why the file was rejected (file, line and key).
+    pub detail: String,
+}
 
 /// Process-wide counters that do not belong to one route.
 #[derive(Debug, Default)]
@@ -26,6 +46,7 @@ pub struct Metrics {
     buckets: [AtomicU64; BUCKETS.len()],
     count: AtomicU64,
     sum_micros: AtomicU64,
+    reload_log: Mutex<VecDeque<ReloadRecord>>,
 }
 
 #[derive(Clone, Copy)]
@@ -172,13 +193,28 @@ impl Metrics {
         self.tls_failures.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// Counts a reload by result.
-    pub fn reload(&self, ok: bool) {
+    /// Counts a reload by result and keeps it, with `detail` (what changed or
+    /// why it was rejected), among the last [`RELOAD_HISTORY`].
+    pub fn reload(&self, ok: bool, detail: String) {
         if ok {
             self.reloads_ok.fetch_add(1, Ordering::Relaxed);
         } else {
             self.reloads_failed.fetch_add(1, Ordering::Relaxed);
         }
+        let mut log = self.reload_log.lock();
+        if log.len() >= RELOAD_HISTORY {
+            log.pop_back();
+        }
+        log.push_front(ReloadRecord {
+            at: SystemTime::now(),
+            ok,
+            detail,
+        });
+    }
+
+    /// The last reloads, newest first.
+    pub fn reloads(&self) -> Vec<ReloadRecord> {
+        self.reload_log.lock().iter().cloned().collect()
     }
 
     /// Records one request's duration (held long-polls included).
@@ -266,7 +302,7 @@ mod tests {
     fn every_family_has_help_type_and_samples() {
         let m = Metrics::default();
         m.observe_request(Duration::from_millis(3));
-        m.reload(false);
+        m.reload(false, "routes.toml:3: bad".to_owned());
         let stats = Stats {
             clients: 2,
             ..Stats::default()
@@ -274,6 +310,16 @@ mod tests {
         let text = m.render(&[("/a".to_owned(), stats)], true);
         assert!(text.contains("bayeux_edge_sessions{route=\"/a\"} 2\n"));
         assert!(text.contains("bayeux_edge_reloads_total{result=\"error\"} 1\n"));
+        for i in 0..RELOAD_HISTORY {
+            m.reload(true, format!("reload {i}"));
+        }
+        let log = m.reloads();
+        assert_eq!(log.len(), RELOAD_HISTORY, "the history is bounded");
+        assert_eq!(log[0].detail, format!("reload {}", RELOAD_HISTORY - 1));
+        assert!(
+            log.iter().all(|r| r.ok),
+            "the oldest (rejected) one left first"
+        );
         assert!(text.contains("bayeux_edge_draining 1\n"));
         assert!(text.contains("bayeux_edge_request_duration_seconds_bucket{le=\"0.005\"} 1\n"));
         for f in ROUTE_FAMILIES {

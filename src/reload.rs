@@ -58,6 +58,30 @@ pub struct Summary {
     pub certificates: Vec<String>,
 }
 
+impl std::fmt::Display for Summary {
+    /// `added /a; retuned /b` or `no change`, as the console lists it.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let parts = [
+            ("added", &self.added),
+            ("retuned", &self.retuned),
+            ("removed", &self.removed),
+            ("certificates", &self.certificates),
+        ];
+        let mut any = false;
+        for (what, list) in parts.iter().filter(|(_, l)| !l.is_empty()) {
+            if any {
+                f.write_str("; ")?;
+            }
+            write!(f, "{what} {}", list.join(", "))?;
+            any = true;
+        }
+        if !any {
+            f.write_str("no change")?;
+        }
+        Ok(())
+    }
+}
+
 /// Why a reload changed nothing.
 #[derive(Debug, thiserror::Error)]
 pub enum ReloadError {
@@ -159,7 +183,11 @@ impl Reloader {
             state.fingerprint = fingerprint(&self.path, Some(&state.config));
         }
         drop(state);
-        self.metrics.reload(result.is_ok());
+        let detail = match &result {
+            Ok(summary) => summary.to_string(),
+            Err(e) => e.to_string(),
+        };
+        self.metrics.reload(result.is_ok(), detail);
         match &result {
             Ok(s) => tracing::info!(
                 file = %self.path.display(),

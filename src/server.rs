@@ -254,9 +254,13 @@ impl Server {
         let admin = admin_listener.and_then(|l| {
             let addr = l.local_addr().ok()?;
             tracing::info!(%addr, "admin listening");
+            let settings = admin::AdminSettings {
+                max_connections: config.server.admin_max_connections,
+                token: config.server.admin_token.clone(),
+            };
             tokio::spawn(admin::serve(
                 l,
-                config.server.admin_max_connections,
+                settings,
                 routes.clone(),
                 shutdown.clone(),
                 metrics.clone(),

@@ -103,8 +103,13 @@ pub struct ListenerSpec {
 pub struct ServerSettings {
     /// Client-facing listeners.
     pub listeners: Vec<ListenerSpec>,
-    /// Admin listener (health, readiness, metrics).
+    /// Admin listener (health, readiness, metrics, the operator's console).
+    /// `[server.admin]` without `addr` binds 127.0.0.1:9090.
     pub admin: Option<SocketAddr>,
+    /// The token the console and its API require (`[server.admin] token_env`
+    /// names the variable holding it). Without one, the console serves
+    /// user data (presence, taps, test publish) only on a loopback address.
+    pub admin_token: Option<crate::auth::Secret>,
     /// How long a drain may take after SIGTERM. Default 20 s.
     pub drain_grace: Duration,
     /// Log format.
@@ -250,6 +255,29 @@ mod tests {
         let err = parse("[[route]]\nprefix = \"/a\"\npublish = \"secret\"\npublish_secret_env = \"BAYEUX_EDGE_TEST_UNSET_VARIABLE\"\n").unwrap_err();
         assert!(err.to_string().contains("is not set"), "{err}");
         assert!(parse("[[route]]\nprefix = \"/a\"\npublish = \"maybe\"\n").is_err());
+    }
+
+    #[test]
+    fn admin_listener_defaults_to_loopback_and_reads_its_token_from_the_environment() {
+        let c = parse("[server.admin]\n").unwrap();
+        assert_eq!(c.server.admin, Some("127.0.0.1:9090".parse().unwrap()));
+        assert!(c.server.admin_token.is_none());
+        let c = parse("[server.admin]\naddr = \"0.0.0.0:9091\"\ntoken_env = \"ROUTE_SECRET\"\n")
+            .unwrap();
+        assert!(c
+            .server
+            .admin_token
+            .as_ref()
+            .is_some_and(|t| t.matches("s3cret")));
+        let err =
+            parse("[server.admin]\ntoken_env = \"BAYEUX_EDGE_TEST_UNSET_VARIABLE\"\n").unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.starts_with("routes.toml:2:"), "{msg}");
+        assert!(
+            msg.contains("admin.token_env") && msg.contains("is not set"),
+            "{msg}"
+        );
+        assert!(!msg.contains("s3cret"));
     }
 
     #[test]

@@ -91,6 +91,7 @@ pub(super) struct RawCert {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawAdmin {
-    pub(super) addr: Spanned<String>,
+    pub(super) addr: Option<Spanned<String>>,
     pub(super) max_connections: Option<Spanned<u64>>,
+    pub(super) token_env: Option<Spanned<String>>,
 }

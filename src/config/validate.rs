@@ -199,15 +199,7 @@ fn publish_policy(
             let Some(var) = secret_env else {
                 return Err(ctx.invalid(at, context, "publish_secret_env", "publish = \"secret\" needs the name of the environment variable holding the secret"));
             };
-            match ctx.env.var(var.get_ref()) {
-                Some(v) if !v.is_empty() => Ok(PublishPolicy::Secret(Secret::new(&v))),
-                _ => Err(ctx.invalid(
-                    var.span().start,
-                    context,
-                    "publish_secret_env",
-                    format!("environment variable {} is not set or empty", var.get_ref()),
-                )),
-            }
+            secret_from_env(ctx, var, context, "publish_secret_env").map(PublishPolicy::Secret)
         }
         Some(_) => Err(ctx.invalid(
             at,
@@ -343,6 +335,10 @@ fn build_server(ctx: &Ctx<'_>, raw: &RawServer) -> Result<ServerSettings, Config
         Some(a) => Some(admin_addr(ctx, a)?),
         None => None,
     };
+    let admin_token = match raw.admin.as_ref().and_then(|a| a.token_env.as_ref()) {
+        Some(var) => Some(secret_from_env(ctx, var, c, "admin.token_env")?),
+        None => None,
+    };
     let secs_or = |v: &Option<Spanned<f64>>, key: &str, min: f64, max: f64, default: u64| match v {
         Some(v) => secs(ctx, v, c, key, min, max),
         None => Ok(Duration::from_secs(default)),
@@ -350,6 +346,7 @@ fn build_server(ctx: &Ctx<'_>, raw: &RawServer) -> Result<ServerSettings, Config
     Ok(ServerSettings {
         listeners,
         admin,
+        admin_token,
         drain_grace: secs_or(&raw.drain_grace_secs, "drain_grace_secs", 0.0, 600.0, 20)?,
         log_format: log_format(ctx, raw.log_format.as_ref())?,
         client_dir: raw.client_dir.as_deref().map(|d| ctx.path(d)),
@@ -431,15 +428,42 @@ fn listener(ctx: &Ctx<'_>, l: &RawListener) -> Result<ListenerSpec, ConfigError>
     Ok(ListenerSpec { name, addr, tls })
 }
 
+/// Where the admin listener binds when `[server.admin]` gives no `addr`:
+/// loopback, so the console is private unless an address is chosen.
+const DEFAULT_ADMIN_ADDR: SocketAddr =
+    SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 9090);
+
 fn admin_addr(ctx: &Ctx<'_>, a: &RawAdmin) -> Result<SocketAddr, ConfigError> {
-    a.addr.get_ref().parse().map_err(|_| {
+    let Some(addr) = &a.addr else {
+        return Ok(DEFAULT_ADMIN_ADDR);
+    };
+    addr.get_ref().parse().map_err(|_| {
         ctx.invalid(
-            a.addr.span().start,
+            addr.span().start,
             SERVER,
             "admin.addr",
             "must be an IP address and port such as 127.0.0.1:9090",
         )
     })
+}
+
+/// A secret read from the environment variable `var` names; a missing or
+/// empty variable is an error naming `key`.
+fn secret_from_env(
+    ctx: &Ctx<'_>,
+    var: &Spanned<String>,
+    context: &str,
+    key: &str,
+) -> Result<Secret, ConfigError> {
+    match ctx.env.var(var.get_ref()) {
+        Some(v) if !v.is_empty() => Ok(Secret::new(&v)),
+        _ => Err(ctx.invalid(
+            var.span().start,
+            context,
+            key,
+            format!("environment variable {} is not set or empty", var.get_ref()),
+        )),
+    }
 }
 
 fn log_format(ctx: &Ctx<'_>, v: Option<&Spanned<String>>) -> Result<LogFormat, ConfigError> {

@@ -148,6 +148,22 @@ impl TestServer {
         routes: &str,
         env: &[(&str, &str)],
     ) -> TestServer {
+        Self::build(server, "addr = \"127.0.0.1:0\"", defaults, routes, env).await
+    }
+
+    /// A server whose `[server.admin]` section is `admin` (which sets `addr`),
+    /// with `timeout_secs = 1` and `routes`; secrets from `env`.
+    pub async fn with_admin(admin: &str, routes: &str, env: &[(&str, &str)]) -> TestServer {
+        Self::build("", admin, "timeout_secs = 1", routes, env).await
+    }
+
+    async fn build(
+        server: &str,
+        admin: &str,
+        defaults: &str,
+        routes: &str,
+        env: &[(&str, &str)],
+    ) -> TestServer {
         let env: std::collections::HashMap<String, String> = env
             .iter()
             .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
@@ -167,7 +183,7 @@ addr = "127.0.0.1:0"
 dev_certificate = true
 certificates = [{{ cert = "c.pem", key = "k.pem" }}]
 [server.admin]
-addr = "127.0.0.1:0"
+{admin}
 [defaults]
 {defaults}
 {routes}
