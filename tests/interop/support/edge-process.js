@@ -43,8 +43,9 @@ const q = (value) => JSON.stringify(String(value));
 
 // routes.toml text. `listeners`: [{ name, port = 0, cert, key, dev }] (cert/key make it
 // TLS; `dev: true` lets the server generate that certificate when the files are missing);
-// `routes`: [{ prefix, upstream, tunables: { timeout_secs: 5, ... } }].
-function routesToml({ graceSecs = 5, listeners, admin = true, defaults = {}, routes }) {
+// `routes`: [{ prefix, upstream, tunables: { timeout_secs: 5, ... } }]; `adminTokenEnv` names the
+// variable holding the admin console's token.
+function routesToml({ graceSecs = 5, listeners, admin = true, adminTokenEnv, defaults = {}, routes }) {
   const lines = ['[server]', `drain_grace_secs = ${graceSecs}`];
   for (const l of listeners) {
     lines.push('', '[[server.listener]]', `name = ${q(l.name)}`, `addr = ${q(`127.0.0.1:${l.port || 0}`)}`);
@@ -52,6 +53,7 @@ function routesToml({ graceSecs = 5, listeners, admin = true, defaults = {}, rou
     if (l.dev) lines.push('dev_certificate = true');
   }
   if (admin) lines.push('', '[server.admin]', 'addr = "127.0.0.1:0"');
+  if (admin && adminTokenEnv) lines.push(`token_env = ${q(adminTokenEnv)}`);
   lines.push('', '[defaults]');
   // Every test client connects from 127.0.0.1: lift the per-address limits
   // unless the test sets them.
@@ -92,10 +94,12 @@ function portOf(addr, what) {
 }
 
 class EdgeProcess {
-  // `dir` holds routes.toml (already written by the caller), the ready file and the log.
-  constructor(dir, { name = 'edge' } = {}) {
+  // `dir` holds routes.toml (already written by the caller), the ready file and the log;
+  // `env` adds variables to the child's environment (the secrets the file names).
+  constructor(dir, { name = 'edge', env = {} } = {}) {
     this.dir = dir;
     this.name = name;
+    this.env = env;
     this.config = path.join(dir, 'routes.toml');
     this.ready = path.join(dir, `${name}.ready.json`);
     this.logFile = path.join(dir, `${name}.log`);
@@ -113,7 +117,7 @@ class EdgeProcess {
     const child = spawn(binary, ['serve', '--config', this.config, '--ready-file', this.ready], {
       cwd: this.dir,
       stdio: ['ignore', log, VERBOSE ? 'inherit' : log],
-      env: { ...process.env, RUST_LOG: process.env.RUST_LOG || 'info' },
+      env: { ...process.env, ...this.env, RUST_LOG: process.env.RUST_LOG || 'info' },
     });
     fs.closeSync(log);
     children.add(child);
