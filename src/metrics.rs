@@ -114,6 +114,12 @@ const ROUTE_FAMILIES: &[RouteFamily] = &[
         value: |s| s.batches_refused,
     },
     RouteFamily {
+        name: "bayeux_edge_auth_refusals_total",
+        kind: Kind::Counter,
+        help: "Handshakes and subscriptions refused by the route's subscribe policy.",
+        value: |s| s.auth_refused,
+    },
+    RouteFamily {
         name: "bayeux_edge_tracked_addresses",
         kind: Kind::Gauge,
         help: "Client addresses tracked for the per-address limits.",

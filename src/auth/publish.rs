@@ -93,7 +93,11 @@ mod tests {
         bearer: Option<&str>,
     ) -> (Result<(), Denied>, Value) {
         let mut m = message.as_object().cloned().unwrap_or_default();
-        let r = policy.check(&mut m, &Credentials { bearer });
+        let credentials = Credentials {
+            bearer,
+            forwarded: None,
+        };
+        let r = policy.check(&mut m, &credentials);
         (r, Value::Object(m))
     }
 

@@ -32,6 +32,22 @@ macro_rules! tunables {
             pub(super) eventsource_ping_secs: Option<Spanned<f64>>,
             pub(super) publish: Option<Spanned<String>>,
             pub(super) publish_secret_env: Option<Spanned<String>>,
+            pub(super) subscribe: Option<Spanned<String>>,
+            pub(super) jwt_algorithm: Option<Spanned<String>>,
+            pub(super) jwt_secret_env: Option<Spanned<String>>,
+            pub(super) jwt_public_key_file: Option<Spanned<String>>,
+            pub(super) jwt_jwks_file: Option<Spanned<String>>,
+            pub(super) jwt_issuer: Option<Spanned<String>>,
+            pub(super) jwt_audience: Option<Spanned<String>>,
+            pub(super) jwt_leeway_secs: Option<Spanned<f64>>,
+            pub(super) jwt_grants_claim: Option<Spanned<String>>,
+            pub(super) jwt_grants: Option<Spanned<Vec<String>>>,
+            pub(super) subscribe_backend_url: Option<Spanned<String>>,
+            pub(super) subscribe_backend_timeout_secs: Option<Spanned<f64>>,
+            pub(super) subscribe_backend_cache_secs: Option<Spanned<f64>>,
+            pub(super) subscribe_backend_headers: Option<Spanned<Vec<String>>>,
+            pub(super) subscribe_backend_ca_file: Option<Spanned<String>>,
+            pub(super) allowed_origins: Option<Spanned<Vec<String>>>,
         }
     };
 }

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use crate::auth::PublishPolicy;
+use crate::auth::{OriginPolicy, PublishPolicy, SubscribePolicy};
 use crate::bayeux::channel;
 
 /// Tunables of one engine. Defaults follow Faye where Faye has one and are
@@ -50,6 +50,10 @@ pub struct EngineSettings {
     pub eventsource_ping: Duration,
     /// Who may publish. Default: anyone.
     pub publish: PublishPolicy,
+    /// Who may subscribe to what. Default: anyone, to anything (as Faye).
+    pub subscribe: SubscribePolicy,
+    /// Which web origins may use the route from a browser. Default: any (as Faye).
+    pub origins: OriginPolicy,
 }
 
 impl Default for EngineSettings {
@@ -73,6 +77,8 @@ impl Default for EngineSettings {
             ws_ping: None,
             eventsource_ping: Duration::from_secs(10),
             publish: PublishPolicy::Open,
+            subscribe: SubscribePolicy::Open,
+            origins: OriginPolicy::Any,
         }
     }
 }

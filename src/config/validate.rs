@@ -7,12 +7,15 @@ use std::time::Duration;
 
 use toml::Spanned;
 
-use super::raw::{RawAdmin, RawFile, RawListener, RawServer};
+use super::raw::{RawAdmin, RawDefaults, RawFile, RawListener, RawRoute, RawServer};
 use super::{
     CertFiles, Config, ConfigError, EngineSettings, Env, ListenerSpec, LogFormat, RouteSpec,
     ServerSettings, TlsSpec,
 };
-use crate::auth::{PublishPolicy, Secret};
+use crate::auth::{
+    BackendCheck, BackendPolicy, BackendSettings, GrantTemplate, JwtAlgorithm, JwtPolicy,
+    JwtSettings, JwtVerifier, OriginPolicy, PublishPolicy, Secret, SubscribePolicy,
+};
 
 /// The document being validated: where errors point and where secrets come from.
 struct Ctx<'a> {
@@ -179,6 +182,324 @@ macro_rules! apply_tunables {
     }};
 }
 
+/// The route's value of a policy key, else the `[defaults]` one.
+macro_rules! pick {
+    ($route:expr, $defaults:expr, $field:ident) => {
+        $route.$field.as_ref().or($defaults.$field.as_ref())
+    };
+}
+
+/// The keys that belong to `subscribe = "jwt"` and `subscribe = "backend"`,
+/// so a key of the other policy (or of none) is reported instead of ignored.
+const JWT_KEYS: [&str; 9] = [
+    "jwt_algorithm",
+    "jwt_secret_env",
+    "jwt_public_key_file",
+    "jwt_jwks_file",
+    "jwt_issuer",
+    "jwt_audience",
+    "jwt_leeway_secs",
+    "jwt_grants_claim",
+    "jwt_grants",
+];
+
+fn subscribe_policy(
+    ctx: &Ctx<'_>,
+    r: &RawRoute,
+    d: &RawDefaults,
+    context: &str,
+) -> Result<SubscribePolicy, ConfigError> {
+    let policy = pick!(r, d, subscribe);
+    let at = policy
+        .map(|p| p.span().start)
+        .unwrap_or(r.prefix.span().start);
+    let jwt_keys_set = [
+        pick!(r, d, jwt_algorithm).is_some(),
+        pick!(r, d, jwt_secret_env).is_some(),
+        pick!(r, d, jwt_public_key_file).is_some(),
+        pick!(r, d, jwt_jwks_file).is_some(),
+        pick!(r, d, jwt_issuer).is_some(),
+        pick!(r, d, jwt_audience).is_some(),
+        pick!(r, d, jwt_leeway_secs).is_some(),
+        pick!(r, d, jwt_grants_claim).is_some(),
+        pick!(r, d, jwt_grants).is_some(),
+    ];
+    let backend_set = pick!(r, d, subscribe_backend_url).is_some();
+    let kind = policy.map(|p| p.get_ref().as_str()).unwrap_or("open");
+    let stray_jwt = JWT_KEYS
+        .iter()
+        .zip(jwt_keys_set)
+        .find(|(_, set)| *set && kind != "jwt")
+        .map(|(k, _)| *k);
+    if let Some(key) = stray_jwt {
+        return Err(ctx.invalid(at, context, key, "only applies with subscribe = \"jwt\""));
+    }
+    if backend_set && kind != "backend" {
+        return Err(ctx.invalid(
+            at,
+            context,
+            "subscribe_backend_url",
+            "only applies with subscribe = \"backend\"",
+        ));
+    }
+    match kind {
+        "open" => Ok(SubscribePolicy::Open),
+        "jwt" => jwt_policy(ctx, r, d, context, at),
+        "backend" => backend_policy(ctx, r, d, context, at),
+        _ => Err(ctx.invalid(
+            at,
+            context,
+            "subscribe",
+            "must be \"open\", \"jwt\" or \"backend\"",
+        )),
+    }
+}
+
+fn required<'a>(
+    ctx: &Ctx<'_>,
+    v: Option<&'a Spanned<String>>,
+    at: usize,
+    context: &str,
+    key: &str,
+    why: &str,
+) -> Result<&'a Spanned<String>, ConfigError> {
+    v.ok_or_else(|| ctx.invalid(at, context, key, why))
+}
+
+fn jwt_policy(
+    ctx: &Ctx<'_>,
+    r: &RawRoute,
+    d: &RawDefaults,
+    context: &str,
+    at: usize,
+) -> Result<SubscribePolicy, ConfigError> {
+    let need = "is needed with subscribe = \"jwt\"";
+    let alg = required(
+        ctx,
+        pick!(r, d, jwt_algorithm),
+        at,
+        context,
+        "jwt_algorithm",
+        need,
+    )?;
+    let algorithm: JwtAlgorithm = alg.get_ref().parse().map_err(|_| {
+        ctx.invalid(
+            alg.span().start,
+            context,
+            "jwt_algorithm",
+            "must be \"HS256\", \"RS256\" or \"ES256\"",
+        )
+    })?;
+    let issuer = required(
+        ctx,
+        pick!(r, d, jwt_issuer),
+        at,
+        context,
+        "jwt_issuer",
+        need,
+    )?;
+    let audience = required(
+        ctx,
+        pick!(r, d, jwt_audience),
+        at,
+        context,
+        "jwt_audience",
+        need,
+    )?;
+    let mut settings = JwtSettings::new(algorithm, issuer.get_ref(), audience.get_ref());
+    if let Some(v) = pick!(r, d, jwt_leeway_secs) {
+        settings.leeway = secs(ctx, v, context, "jwt_leeway_secs", 0.0, 300.0)?;
+    }
+    let keys = [
+        ("jwt_secret_env", pick!(r, d, jwt_secret_env)),
+        ("jwt_public_key_file", pick!(r, d, jwt_public_key_file)),
+        ("jwt_jwks_file", pick!(r, d, jwt_jwks_file)),
+    ];
+    let mut given = keys.iter().filter_map(|(k, v)| v.map(|v| (*k, v)));
+    let (key, value) = given.next().ok_or_else(|| {
+        ctx.invalid(
+            at,
+            context,
+            "jwt_secret_env",
+            "subscribe = \"jwt\" needs one of jwt_secret_env, jwt_public_key_file or jwt_jwks_file",
+        )
+    })?;
+    if let Some((other, v)) = given.next() {
+        return Err(ctx.invalid(
+            v.span().start,
+            context,
+            other,
+            format!("give one key source: {key} is already set"),
+        ));
+    }
+    let bad_key = |e: crate::auth::JwtConfigError| {
+        ctx.invalid(value.span().start, context, key, e.to_string())
+    };
+    let (verifier, source) = match key {
+        "jwt_secret_env" => {
+            let secret = ctx.env.var(value.get_ref()).filter(|v| !v.is_empty());
+            let Some(secret) = secret else {
+                return Err(ctx.invalid(
+                    value.span().start,
+                    context,
+                    key,
+                    format!(
+                        "environment variable {} is not set or empty",
+                        value.get_ref()
+                    ),
+                ));
+            };
+            let source = format!("secret:{}", fingerprint(&secret));
+            (
+                JwtVerifier::with_secret(settings.clone(), &secret).map_err(bad_key)?,
+                source,
+            )
+        }
+        "jwt_public_key_file" => {
+            let path = ctx.path(value.get_ref());
+            let v = JwtVerifier::with_public_key_file(settings.clone(), &path).map_err(bad_key)?;
+            let text = std::fs::read(&path).unwrap_or_default();
+            (
+                v,
+                format!("pem:{}", fingerprint(&String::from_utf8_lossy(&text))),
+            )
+        }
+        _ => {
+            let path = ctx.path(value.get_ref());
+            let v = JwtVerifier::with_jwks_file(settings.clone(), &path).map_err(bad_key)?;
+            let text = std::fs::read(&path).unwrap_or_default();
+            (
+                v,
+                format!("jwks:{}", fingerprint(&String::from_utf8_lossy(&text))),
+            )
+        }
+    };
+    let mut templates = Vec::new();
+    if let Some(list) = pick!(r, d, jwt_grants) {
+        for t in list.get_ref() {
+            templates.push(GrantTemplate::parse(t).map_err(|e| {
+                ctx.invalid(list.span().start, context, "jwt_grants", e.to_string())
+            })?);
+        }
+    }
+    let grants_claim = pick!(r, d, jwt_grants_claim).map(|c| c.get_ref().clone());
+    if templates.is_empty() && grants_claim.is_none() {
+        return Err(ctx.invalid(
+            at,
+            context,
+            "jwt_grants",
+            "subscribe = \"jwt\" needs jwt_grants (e.g. [\"/{sub}\"]) or jwt_grants_claim, else nothing could be granted",
+        ));
+    }
+    let source = format!(
+        "{source}|{settings:?}|{grants_claim:?}|{:?}",
+        templates
+            .iter()
+            .map(GrantTemplate::as_str)
+            .collect::<Vec<_>>()
+    );
+    Ok(SubscribePolicy::Jwt(std::sync::Arc::new(JwtPolicy {
+        verifier,
+        grants_claim,
+        templates,
+        source,
+    })))
+}
+
+/// A short digest of key material, so a reload can tell whether it changed
+/// without keeping or comparing the material itself.
+fn fingerprint(text: &str) -> String {
+    use sha1::{Digest, Sha1};
+    Sha1::digest(text.as_bytes())
+        .iter()
+        .take(8)
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+fn backend_policy(
+    ctx: &Ctx<'_>,
+    r: &RawRoute,
+    d: &RawDefaults,
+    context: &str,
+    at: usize,
+) -> Result<SubscribePolicy, ConfigError> {
+    let url = required(
+        ctx,
+        pick!(r, d, subscribe_backend_url),
+        at,
+        context,
+        "subscribe_backend_url",
+        "is needed with subscribe = \"backend\"",
+    )?;
+    let mut settings = BackendSettings::new(url.get_ref().clone());
+    if let Some(v) = pick!(r, d, subscribe_backend_timeout_secs) {
+        settings.timeout = secs(
+            ctx,
+            v,
+            context,
+            "subscribe_backend_timeout_secs",
+            0.01,
+            60.0,
+        )?;
+    }
+    if let Some(v) = pick!(r, d, subscribe_backend_cache_secs) {
+        settings.cache_ttl = secs(ctx, v, context, "subscribe_backend_cache_secs", 0.0, 3600.0)?;
+    }
+    if let Some(v) = pick!(r, d, subscribe_backend_headers) {
+        settings.forward_headers = v.get_ref().clone();
+    }
+    if let Some(v) = pick!(r, d, subscribe_backend_ca_file) {
+        let path = ctx.path(v.get_ref());
+        let pem = std::fs::read_to_string(&path).map_err(|e| {
+            ctx.invalid(
+                v.span().start,
+                context,
+                "subscribe_backend_ca_file",
+                format!("{}: {e}", path.display()),
+            )
+        })?;
+        settings.ca_pem = Some(pem);
+    }
+    let check = BackendCheck::new(settings.clone()).map_err(|e| {
+        ctx.invalid(
+            url.span().start,
+            context,
+            "subscribe_backend_url",
+            e.to_string(),
+        )
+    })?;
+    Ok(SubscribePolicy::Backend(std::sync::Arc::new(
+        BackendPolicy { check, settings },
+    )))
+}
+
+fn origin_policy(
+    ctx: &Ctx<'_>,
+    r: &RawRoute,
+    d: &RawDefaults,
+    context: &str,
+) -> Result<OriginPolicy, ConfigError> {
+    let Some(list) = pick!(r, d, allowed_origins) else {
+        return Ok(OriginPolicy::Any);
+    };
+    let mut out = Vec::new();
+    for o in list.get_ref() {
+        let valid = crate::auth::origin_of(o) == Some(o.as_str())
+            && (o.starts_with("https://") || o.starts_with("http://"));
+        if !valid {
+            return Err(ctx.invalid(
+                list.span().start,
+                context,
+                "allowed_origins",
+                format!("{o:?} is not an origin such as https://app.example.com (scheme, host, optional port; no path)"),
+            ));
+        }
+        out.push(o.clone());
+    }
+    Ok(OriginPolicy::Only(out))
+}
+
 fn publish_policy(
     ctx: &Ctx<'_>,
     policy: Option<&Spanned<String>>,
@@ -284,7 +605,9 @@ pub(super) fn config(
                 "duplicate prefix",
             ));
         }
-        let settings = apply_tunables!(&ctx, r, defaults, &context);
+        let mut settings = apply_tunables!(&ctx, r, defaults, &context);
+        settings.subscribe = subscribe_policy(&ctx, r, &raw.defaults, &context)?;
+        settings.origins = origin_policy(&ctx, r, &raw.defaults, &context)?;
         let upstream = match &r.upstream {
             None => None,
             Some(u) => Some(upstream(&ctx, u, &context)?),

@@ -242,6 +242,18 @@ impl ConnectWait {
         if let Some(id) = self.id.take() {
             reply.insert("id".to_owned(), id);
         }
+        if self.session.ended_by_token() {
+            // The token's time is up: the client must handshake with a fresh one.
+            reply.insert("channel".to_owned(), json!(meta::CONNECT));
+            reply.insert("successful".to_owned(), Value::Bool(false));
+            reply.insert("error".to_owned(), json!(super::meta::TOKEN_EXPIRED));
+            reply.insert("advice".to_owned(), json!({"reconnect": "handshake"}));
+            if let Mode::Poll(w) = &self.mode {
+                self.session.release(w.generation());
+            }
+            self.mode = Mode::Immediate;
+            return vec![Item::Reply(reply)];
+        }
         reply.insert("clientId".to_owned(), json!(self.session.id()));
         reply.insert("channel".to_owned(), json!(meta::CONNECT));
         reply.insert("successful".to_owned(), Value::Bool(true));

@@ -19,11 +19,16 @@ use tokio::time::Instant;
 
 use super::delivery::{ConnectWait, Item, Mode, Outcome, StreamSlot};
 use super::peers::Refusal;
-use super::session::{Subscribed, Waiter};
+use super::session::{Session, Subscribed, Waiter};
 use super::{Engine, Refused};
-use crate::auth::Credentials;
+use crate::auth::{presented_token, Credentials, SessionGrant, SubscribePolicy};
 use crate::bayeux::message::{reply_skeleton, str_field, truthy};
 use crate::bayeux::{channel, error, meta, Batch, BAYEUX_VERSION, CONNECTION_TYPES};
+
+/// The error of a connect whose session's token ran out.
+pub(crate) const TOKEN_EXPIRED: &str = "401::Authentication expired";
+/// The error of a handshake or subscribe whose token did not verify.
+const AUTH_FAILED: &str = "403::Authentication failed";
 
 /// Where a batch came from.
 #[derive(Debug, Default)]
@@ -122,8 +127,10 @@ impl Engine {
                     }
                     Err(reply) => reply,
                 },
-                Some(meta::SUBSCRIBE) => self.subscription(&message, true).await,
-                Some(meta::UNSUBSCRIBE) => self.subscription(&message, false).await,
+                Some(meta::SUBSCRIBE) => self.subscription(&message, true, &ctx.credentials).await,
+                Some(meta::UNSUBSCRIBE) => {
+                    self.subscription(&message, false, &ctx.credentials).await
+                }
                 Some(meta::DISCONNECT) => self.disconnect(&message).await,
                 Some(other) if channel::is_meta(other) => {
                     let mut reply = Reply::to(&message);
@@ -164,6 +171,22 @@ impl Engine {
         } else {
             reply.fail(error::parameter_missing("supportedConnectionTypes"));
         }
+        // Under a `jwt` policy a token presented here grants the session's
+        // channels; a bad one refuses the handshake (a missing one does not:
+        // it may come with the first subscribe).
+        let mut grant = None;
+        if let (true, SubscribePolicy::Jwt(policy)) = (reply.ok(), &self.settings().subscribe) {
+            if let Some(token) = presented_token(message) {
+                match policy.grant(token) {
+                    Ok(g) => grant = Some(g),
+                    Err(e) => {
+                        tracing::debug!(route = %self.name(), reason = e.label(), "handshake token refused");
+                        self.count_refused_auth();
+                        reply.fail(AUTH_FAILED.to_owned());
+                    }
+                }
+            }
+        }
         // Milliseconds a refused client should wait before its next handshake.
         let mut back_off = None;
         if reply.ok() {
@@ -172,7 +195,12 @@ impl Engine {
                 Err(()) => Err(Refused::Peer(Refusal::Rate(Duration::from_secs(5)))),
             };
             match created {
-                Ok(session) => reply.set("clientId", json!(session.id())),
+                Ok(session) => {
+                    if let Some(g) = grant {
+                        session.set_grant(g);
+                    }
+                    reply.set("clientId", json!(session.id()));
+                }
                 Err(refused) => {
                     self.count_refused_handshake();
                     let (text, wait) = match refused {
@@ -227,6 +255,9 @@ impl Engine {
             reply.fail(error::parameter_missing("connectionType"));
         }
         let eventsource = conn_type.and_then(Value::as_str) == Some("eventsource");
+        if session.as_ref().is_some_and(|s| s.ended_by_token()) {
+            reply.fail(TOKEN_EXPIRED.to_owned());
+        }
         let session = match session {
             Some(s) if reply.ok() => s,
             _ => {
@@ -275,6 +306,7 @@ impl Engine {
         &self,
         message: &Map<String, Value>,
         subscribe: bool,
+        credentials: &Credentials<'_>,
     ) -> Map<String, Value> {
         let mut reply = Reply::to(message);
         let client_id = message.get("clientId");
@@ -306,6 +338,9 @@ impl Engine {
         };
         let settings = self.settings();
         let bounds = settings.channel_bounds();
+        if let (true, true, Some(session)) = (subscribe, reply.ok(), &session) {
+            self.renew_grant(session, message, &settings.subscribe, &mut reply);
+        }
         for item in list {
             if !reply.ok() {
                 break;
@@ -324,6 +359,14 @@ impl Engine {
             if !subscribe {
                 self.inner.store.unsubscribe(session, name).await;
                 continue;
+            }
+            if !self
+                .may_subscribe(session, name, &settings.subscribe, credentials)
+                .await
+            {
+                self.count_refused_auth();
+                reply.fail(error::channel_forbidden(Some(item)));
+                break;
             }
             let outcome = self
                 .inner
@@ -348,6 +391,49 @@ impl Engine {
             }
         }
         reply.finish()
+    }
+
+    /// Under a `jwt` policy, a token presented on a subscribe replaces the
+    /// session's grants; one that does not verify refuses the whole message.
+    fn renew_grant(
+        &self,
+        session: &Session,
+        message: &Map<String, Value>,
+        policy: &SubscribePolicy,
+        reply: &mut Reply,
+    ) {
+        let (SubscribePolicy::Jwt(policy), Some(token)) = (policy, presented_token(message)) else {
+            return;
+        };
+        match policy.grant(token) {
+            Ok(grant) => session.set_grant(grant),
+            Err(e) => {
+                tracing::debug!(route = %self.name(), reason = e.label(), "subscribe token refused");
+                self.count_refused_auth();
+                reply.fail(AUTH_FAILED.to_owned());
+            }
+        }
+    }
+
+    /// What the route's subscribe policy says about `session` reading `pattern`.
+    async fn may_subscribe(
+        &self,
+        session: &Session,
+        pattern: &str,
+        policy: &SubscribePolicy,
+        credentials: &Credentials<'_>,
+    ) -> bool {
+        match policy {
+            SubscribePolicy::Open => true,
+            SubscribePolicy::Jwt(_) => session.grant().is_some_and(|g: Arc<SessionGrant>| {
+                !g.expired(std::time::SystemTime::now()) && g.grants.covers(pattern)
+            }),
+            SubscribePolicy::Backend(_) => {
+                policy
+                    .backend_allows(session.id(), pattern, credentials.forwarded)
+                    .await
+            }
+        }
     }
 
     async fn disconnect(&self, message: &Map<String, Value>) -> Map<String, Value> {

@@ -89,6 +89,8 @@ pub struct Counters {
     pub subscriptions_refused: AtomicU64,
     /// Requests and WebSocket messages refused for holding too many messages.
     pub batches_refused: AtomicU64,
+    /// Handshakes and subscriptions refused by the route's subscribe policy.
+    pub auth_refused: AtomicU64,
     /// Accepted publishes (from clients and backends).
     pub published: AtomicU64,
     /// Events queued for a recipient.
@@ -167,6 +169,8 @@ pub struct Stats {
     pub subscriptions_refused: u64,
     /// Refused oversized batches.
     pub batches_refused: u64,
+    /// Handshakes and subscriptions the subscribe policy refused.
+    pub auth_refused: u64,
     /// Client addresses tracked for admission.
     pub peers: u64,
     /// Accepted publishes.
@@ -277,9 +281,7 @@ impl Engine {
         let now = Instant::now();
         let mut expired = 0;
         for session in self.inner.store.sessions() {
-            if session.is_due(now) {
-                self.destroy(&session);
-                self.inner.counters.expired.fetch_add(1, Ordering::Relaxed);
+            if self.end_if_due(&session, now) {
                 expired += 1;
             }
         }
@@ -313,6 +315,7 @@ impl Engine {
             handshakes_refused: c.handshakes_refused.load(Ordering::Relaxed),
             subscriptions_refused: c.subscriptions_refused.load(Ordering::Relaxed),
             batches_refused: c.batches_refused.load(Ordering::Relaxed),
+            auth_refused: c.auth_refused.load(Ordering::Relaxed),
             peers: self.inner.peers.len() as u64,
             published: c.published.load(Ordering::Relaxed),
             delivered: c.delivered.load(Ordering::Relaxed),
@@ -359,12 +362,20 @@ impl Engine {
         Some(session)
     }
 
-    /// Destroys the session if it ended or its lifetime passed; true if it is gone.
+    /// Destroys the session if it ended, its lifetime passed or its token ran
+    /// out; true if it is gone.
     pub(crate) fn expire_if_due(&self, session: &Arc<Session>) -> bool {
-        if !session.is_due(Instant::now()) {
+        self.end_if_due(session, Instant::now())
+    }
+
+    fn end_if_due(&self, session: &Arc<Session>, now: Instant) -> bool {
+        let Some(due) = session.due(now) else {
             return false;
-        }
+        };
         if session.is_alive() {
+            if due == session::Due::Token {
+                session.note_token_expired();
+            }
             self.destroy(session);
             self.inner.counters.expired.fetch_add(1, Ordering::Relaxed);
         }
@@ -417,6 +428,9 @@ impl Engine {
             if offered.dropped > 0 {
                 dropped += offered.dropped;
                 overflows += 1;
+            }
+            if offered.token_expired {
+                self.end_if_due(session, Instant::now());
             }
             if let Some(count) = offered.report {
                 // At most one line per session per period, however many publishes overflow it.
@@ -498,6 +512,13 @@ impl Engine {
             .fetch_add(1, Ordering::Relaxed);
     }
 
+    fn count_refused_auth(&self) {
+        self.inner
+            .counters
+            .auth_refused
+            .fetch_add(1, Ordering::Relaxed);
+    }
+
     fn count_disconnect(&self) {
         self.inner
             .counters
@@ -518,7 +539,10 @@ mod tests {
 
     async fn run(engine: &Engine, body: serde_json::Value, bearer: Option<&str>) -> Vec<Value> {
         let batch = parse_batch(body.to_string().as_bytes(), 1000).unwrap();
-        let credentials = crate::auth::Credentials { bearer };
+        let credentials = crate::auth::Credentials {
+            bearer,
+            forwarded: None,
+        };
         let out = engine
             .process(batch, &mut Ctx::http(credentials, None))
             .await;

@@ -29,7 +29,7 @@
 use std::collections::{HashSet, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use parking_lot::Mutex;
@@ -37,6 +37,7 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use super::peers::PeerKey;
+use crate::auth::SessionGrant;
 
 static NEXT_GENERATION: AtomicU64 = AtomicU64::new(1);
 
@@ -129,6 +130,8 @@ pub(crate) struct Offered {
     pub(crate) dropped: u64,
     /// Drops to log now for this session (the warning's rate limit allows it).
     pub(crate) report: Option<u64>,
+    /// The session's token ran out: nothing was queued, and it must end.
+    pub(crate) token_expired: bool,
 }
 
 /// The result of asking a session to add a subscription.
@@ -166,6 +169,19 @@ struct State {
     /// Events dropped since the last report about this session, and when that was.
     unreported_drops: u64,
     last_drop_report: Option<Instant>,
+    /// What a token lets this session read (`jwt` subscribe policy only).
+    grant: Option<Arc<SessionGrant>>,
+    /// The session ended because its token's time was up.
+    token_expired: bool,
+}
+
+/// Why a session is due to end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Due {
+    /// Ended already, or its lifetime passed.
+    Lifetime,
+    /// The token that granted its subscriptions ran out.
+    Token,
 }
 
 /// One Bayeux session.
@@ -198,6 +214,8 @@ impl Session {
                 owner: Owner::None,
                 unreported_drops: 0,
                 last_drop_report: None,
+                grant: None,
+                token_expired: false,
             }),
         }
     }
@@ -222,10 +240,39 @@ impl Session {
         self.state.lock().alive
     }
 
-    /// True when the session ended or its lifetime passed at `now`.
-    pub(crate) fn is_due(&self, now: Instant) -> bool {
+    /// Whether the session must end now: it ended already or outlived its
+    /// lifetime at `now`, or its token ran out.
+    pub(crate) fn due(&self, now: Instant) -> Option<Due> {
         let st = self.state.lock();
-        !st.alive || st.expires_at <= now
+        if !st.alive || st.expires_at <= now {
+            return Some(Due::Lifetime);
+        }
+        let token_out = st
+            .grant
+            .as_ref()
+            .is_some_and(|g| g.expired(SystemTime::now()));
+        token_out.then_some(Due::Token)
+    }
+
+    /// What the session's token grants, if it presented one.
+    pub(crate) fn grant(&self) -> Option<Arc<SessionGrant>> {
+        self.state.lock().grant.clone()
+    }
+
+    /// Replaces what the session may read (a token was presented).
+    pub(crate) fn set_grant(&self, grant: SessionGrant) {
+        self.state.lock().grant = Some(Arc::new(grant));
+    }
+
+    /// Marks that the session ends because its token ran out, so its held
+    /// connect is answered with an error telling it to handshake again.
+    pub(crate) fn note_token_expired(&self) {
+        self.state.lock().token_expired = true;
+    }
+
+    /// True when the session ended because its token ran out.
+    pub(crate) fn ended_by_token(&self) -> bool {
+        self.state.lock().token_expired
     }
 
     /// Moves the expiry to `until` (a handshake or a connect started); returns it.
@@ -241,6 +288,14 @@ impl Session {
             let mut st = self.state.lock();
             if !st.alive {
                 return out;
+            }
+            // A session stops receiving the moment its token runs out, not at
+            // its next connect or the next sweep.
+            if let Some(grant) = &st.grant {
+                if grant.expired(SystemTime::now()) {
+                    out.token_expired = true;
+                    return out;
+                }
             }
             while !st.queue.is_empty()
                 && (st.queue.len() >= limits.max_messages
