@@ -121,7 +121,14 @@ async fn main() -> ExitCode {
     let cli = Cli::parse();
     if cli.list {
         for (name, secret_only) in ATTACKS {
-            println!("{name}{}", if *secret_only { " (secret profile only)" } else { "" });
+            println!(
+                "{name}{}",
+                if *secret_only {
+                    " (secret profile only)"
+                } else {
+                    ""
+                }
+            );
         }
         return ExitCode::SUCCESS;
     }
@@ -256,12 +263,7 @@ impl Run {
         let started = Instant::now();
         let mut main = Instance::start(&self.main_spec).await?;
         let mut lives = 1u64;
-        let stream = Stream::start(
-            cli.subscribers,
-            &cli.prefix,
-            self.secret.clone(),
-            cli.rate,
-        );
+        let stream = Stream::start(cli.subscribers, &cli.prefix, self.secret.clone(), cli.rate);
         let ready = stream
             .begin_epoch(
                 Endpoint {
@@ -298,8 +300,11 @@ impl Run {
             let before = main.rss.cur();
             main.rss.reset_peak();
             let t0 = Instant::now();
-            let outcome = match tokio::time::timeout(Duration::from_secs(240), attacks::run(name, &env))
-                .await
+            let outcome = match tokio::time::timeout(
+                Duration::from_secs(240),
+                attacks::run(name, &env),
+            )
+            .await
             {
                 Ok(o) => o,
                 Err(_) => Outcome {
@@ -392,7 +397,11 @@ impl Run {
                 "  +{:>3} s  RSS {} MB{}",
                 el.as_secs(),
                 mb(now),
-                if main.exited().is_some() { " (server has exited)" } else { "" }
+                if main.exited().is_some() {
+                    " (server has exited)"
+                } else {
+                    ""
+                }
             );
             if el >= settle || main.exited().is_some() {
                 break now;
@@ -479,7 +488,10 @@ impl Run {
             mb(settle_rss)
         );
         if let Some(v) = &victim_later {
-            println!("victim's handshake {} s after the lock-out: {v}", cli.settle_secs);
+            println!(
+                "victim's handshake {} s after the lock-out: {v}",
+                cli.settle_secs
+            );
         }
         let own_deaths: Vec<String> = rows
             .iter()
@@ -516,7 +528,10 @@ impl Run {
             self.cli.work_dir.display(),
             started.elapsed().as_secs_f64()
         );
-        let ok = lost == 0 && deaths.is_empty() && own_deaths.is_empty() && end_state.is_none()
+        let ok = lost == 0
+            && deaths.is_empty()
+            && own_deaths.is_empty()
+            && end_state.is_none()
             && not_run.is_empty();
         let summary = json!({
             "type": "summary",
@@ -578,7 +593,10 @@ fn death_cause(spec: &Spec) -> String {
         .split(" | ")
         .filter(|l| {
             let l = l.to_ascii_lowercase();
-            l.contains("alloc") || l.contains("panick") || l.contains("fatal") || l.contains("abort")
+            l.contains("alloc")
+                || l.contains("panick")
+                || l.contains("fatal")
+                || l.contains("abort")
         })
         .collect();
     if telling.is_empty() {

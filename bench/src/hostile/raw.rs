@@ -123,7 +123,9 @@ pub async fn exchange(addr: SocketAddr, req: &[u8], limit: Duration) -> Res<Repl
     let mut s = tcp(addr, None, limit).await?;
     let start = Instant::now();
     let wrote = write_for(&mut s, req, limit).await;
-    let left = limit.saturating_sub(start.elapsed()).max(Duration::from_millis(500));
+    let left = limit
+        .saturating_sub(start.elapsed())
+        .max(Duration::from_millis(500));
     let mut r = read_for(&mut s, 64 << 20, left).await;
     if let Err(e) = wrote {
         if r.bytes.is_empty() {
@@ -134,13 +136,14 @@ pub async fn exchange(addr: SocketAddr, req: &[u8], limit: Duration) -> Res<Repl
 }
 
 /// Status codes of every response in `bytes` (pipelined responses give several).
+/// A status line is `HTTP/1.x DDD ` anywhere: the bodies here are Bayeux JSON.
 pub fn statuses(bytes: &[u8]) -> Vec<u16> {
     let mut out = Vec::new();
     let mut i = 0;
     while let Some(pos) = find(&bytes[i..], b"HTTP/1.") {
         let at = i + pos;
-        let line_start = at == 0 || bytes[at - 1] == b'\n';
-        if line_start && bytes.len() >= at + 12 {
+        // Pipelined responses follow the previous body directly, on no new line.
+        if bytes.len() >= at + 13 && bytes[at + 8] == b' ' && bytes[at + 12] == b' ' {
             if let Some(code) = std::str::from_utf8(&bytes[at + 9..at + 12])
                 .ok()
                 .and_then(|c| c.parse().ok())
@@ -257,7 +260,7 @@ pub fn describe_bayeux(body: &[u8]) -> String {
     if ok > 0 {
         parts.push(format!("{ok} ok"));
     }
-    errors.sort_by(|a, b| b.1.cmp(&a.1));
+    errors.sort_by_key(|e| std::cmp::Reverse(e.1));
     for (e, n) in errors.iter().take(2) {
         parts.push(format!("{n}x {e}"));
     }
@@ -503,7 +506,12 @@ fn parse_frame(b: &[u8]) -> Option<(Frame, usize)> {
     };
     let mut key = None;
     if masked {
-        key = Some([*b.get(at)?, *b.get(at + 1)?, *b.get(at + 2)?, *b.get(at + 3)?]);
+        key = Some([
+            *b.get(at)?,
+            *b.get(at + 1)?,
+            *b.get(at + 2)?,
+            *b.get(at + 3)?,
+        ]);
         at += 4;
     }
     let len = usize::try_from(len).ok()?;

@@ -152,7 +152,10 @@ impl Instance {
             }
             if Instant::now() > deadline {
                 let _ = child.kill().await;
-                return Err(format!("{} server wrote no ready file within 30 s", spec.name));
+                return Err(format!(
+                    "{} server wrote no ready file within 30 s",
+                    spec.name
+                ));
             }
             sleep(Duration::from_millis(50)).await;
         };
@@ -272,7 +275,9 @@ pub fn describe_exit(st: ExitStatus) -> String {
             7 => "SIGBUS",
             _ => "",
         };
-        format!("killed by signal {sig} {name}").trim_end().to_string()
+        format!("killed by signal {sig} {name}")
+            .trim_end()
+            .to_string()
     } else {
         format!("exited {}", st.code().unwrap_or(-1))
     }

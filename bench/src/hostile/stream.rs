@@ -259,8 +259,7 @@ async fn subscribe_once(stream: &Stream, sub: &Sub, ep: &Endpoint) -> Res<()> {
             Some(Ok(Message::Close(c))) => {
                 return Err(format!(
                     "closed by server: {}",
-                    c.map(|c| u16::from(c.code).to_string())
-                        .unwrap_or_default()
+                    c.map(|c| u16::from(c.code).to_string()).unwrap_or_default()
                 ))
             }
             Some(Ok(_)) => continue,
@@ -364,17 +363,17 @@ async fn publisher(stream: Arc<Stream>, rate: f64) {
             continue;
         };
         let seq = stream.next_seq.fetch_add(1, Relaxed);
-        let body = format!(
-            "[{{\"channel\":\"{CHANNEL}\",\"data\":{{\"s\":{seq}}}{ext}}}]"
-        );
+        let body = format!("[{{\"channel\":\"{CHANNEL}\",\"data\":{{\"s\":{seq}}}{ext}}}]");
         let ok = match c
             .post(&stream.prefix, Bytes::from(body), Duration::from_secs(5))
             .await
         {
-            Ok((200, b)) => serde_json::from_slice::<serde_json::Value>(&b)
-                .ok()
-                .and_then(|v| v.get(0)?.get("successful")?.as_bool())
-                == Some(true),
+            Ok((200, b)) => {
+                serde_json::from_slice::<serde_json::Value>(&b)
+                    .ok()
+                    .and_then(|v| v.get(0)?.get("successful")?.as_bool())
+                    == Some(true)
+            }
             Ok(_) => false,
             Err(_) => {
                 conn = None;
