@@ -450,7 +450,9 @@ async fn smuggling(env: &Env) -> Res<Outcome> {
         ),
         (
             "bare LF",
-            format!("POST {p} HTTP/1.1\nHost: localhost\nContent-Length: 2\n\n[]{smuggled}"),
+            format!(
+                "POST {p} HTTP/1.1\nHost: localhost\nContent-Type: application/json\nContent-Length: 2\n\n[]{smuggled}"
+            ),
         ),
     ];
     let mut out = Vec::new();
@@ -1279,7 +1281,7 @@ async fn amplify_h2(env: &Env) -> Res<Outcome> {
                 statuses.push(r.status().as_u16().to_string());
                 bodies.push(r.into_body());
             }
-            Ok(Err(e)) => statuses.push(format!("{e}")),
+            Ok(Err(e)) => statuses.push(excerpt(&e.to_string(), 60)),
             Err(_) => statuses.push("no headers in 60 s".into()),
         }
     }
@@ -1500,7 +1502,7 @@ async fn own_finish(mut inst: Instance, before: u64) -> Own {
     let state = if alive {
         format!("alive, /healthz {health}")
     } else {
-        format!("DIED: {health}; log: {}", server::log_tail(&inst.spec, 2))
+        format!("DIED: {health}; log: {}", crate::death_cause(&inst))
     };
     let _ = inst.stop().await;
     Own {

@@ -91,6 +91,10 @@ struct Cli {
     /// How long to watch memory after the last attack, seconds.
     #[arg(long, default_value_t = 60)]
     settle_secs: u64,
+    /// Restart the main server before every attack, so that each is measured on a
+    /// fresh process (by default one process takes them all, restarted only when it dies).
+    #[arg(long)]
+    fresh: bool,
     /// List the attacks and exit.
     #[arg(long)]
     list: bool,
@@ -252,7 +256,12 @@ impl Run {
             },
             cli.prefix,
             cli.as_bytes >> 20,
-            if cli.quick { "QUICK sizes" } else { "full sizes" },
+            match (cli.quick, cli.fresh) {
+                (false, false) => "full sizes",
+                (true, false) => "QUICK sizes",
+                (false, true) => "full sizes, a fresh server for each attack",
+                (true, true) => "QUICK sizes, a fresh server for each attack",
+            },
             names.len(),
             if cli.only.is_empty() {
                 String::new()
@@ -296,6 +305,25 @@ impl Run {
                 not_run.extend(names[i..].iter().copied());
                 break;
             }
+            if cli.fresh && i > 0 {
+                stream.pause();
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                stream.mark_ended(lives);
+                let fresh = Instance::start(&self.main_spec).await?;
+                let old = std::mem::replace(&mut main, fresh);
+                let _ = old.stop().await;
+                lives += 1;
+                stream
+                    .begin_epoch(
+                        Endpoint {
+                            epoch: lives,
+                            http: main.http,
+                        },
+                        Duration::from_secs(30),
+                    )
+                    .await;
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
             let env = self.env(&main);
             let before = main.rss.cur();
             main.rss.reset_peak();
@@ -329,11 +357,15 @@ impl Run {
                 server_text = format!("alive, /healthz {health}");
             } else {
                 died = true;
-                let cause = death_cause(&self.main_spec);
-                server_text = format!("DIED: {health}; log: {cause}");
+                let cause = death_cause(&main);
+                server_text = format!(
+                    "DIED: {health} (address space peaked at {} MB of the {} MB cap); log: {cause}",
+                    mb(main.rss.vm_max()),
+                    cli.as_bytes >> 20
+                );
                 deaths.push(format!("{name}: {health}; {cause}"));
                 stream.pause();
-                stream.mark_dead(lives);
+                stream.mark_ended(lives);
                 main.reap();
                 match Instance::start(&self.main_spec).await {
                     Ok(m) => {
@@ -387,32 +419,49 @@ impl Run {
         run_peak = run_peak.max(main.rss.max());
 
         // Memory after the attacks (defect 7): a bounded watch, printed every 10 s.
-        println!("\nmemory after the last attack (sessions from the attacks expire on their own):");
+        println!(
+            "\nmemory after the last attack: {} s, then on (at most as long again) until the attack sessions have expired:",
+            cli.settle_secs
+        );
         let settle = Duration::from_secs(cli.settle_secs);
         let t0 = Instant::now();
-        let settle_rss = loop {
+        let mut settle_rss = None;
+        let mut victim_later = None;
+        let subscribers = cli.subscribers as u64;
+        let (idle_rss, idle_at, idle_sessions) = loop {
             let el = t0.elapsed();
             let now = main.rss.cur();
+            let sessions = server::metric(main.admin, "bayeux_edge_sessions").await;
+            let subs = server::metric(main.admin, "bayeux_edge_subscriptions").await;
+            let count = |v: Option<u64>| v.map(|n| n.to_string()).unwrap_or_else(|| "?".into());
+            let exited = main.exited().is_some();
             println!(
-                "  +{:>3} s  RSS {} MB{}",
+                "  +{:>3} s  RSS {} MB, {} sessions, {} subscriptions{}",
                 el.as_secs(),
                 mb(now),
-                if main.exited().is_some() {
-                    " (server has exited)"
-                } else {
-                    ""
-                }
+                count(sessions),
+                count(subs),
+                if exited { " (server has exited)" } else { "" }
             );
-            if el >= settle || main.exited().is_some() {
-                break now;
+            if el >= settle && settle_rss.is_none() {
+                settle_rss = Some(now);
+                if lockout_ran && !exited {
+                    victim_later = Some(attacks::victim_handshake(&self.env(&main)).await);
+                }
             }
-            tokio::time::sleep(Duration::from_secs(10).min(settle.saturating_sub(el))).await;
+            // A few stray sessions (the victim's handshakes) do not count.
+            let quiet = sessions.is_some_and(|n| n <= subscribers + 5);
+            if exited || (settle_rss.is_some() && (quiet || el >= settle * 2)) {
+                break (now, el.as_secs(), sessions);
+            }
+            let next = if el < settle {
+                settle - el
+            } else {
+                Duration::from_secs(10)
+            };
+            tokio::time::sleep(Duration::from_secs(10).min(next)).await;
         };
-        let victim_later = if lockout_ran && main.exited().is_none() {
-            Some(attacks::victim_handshake(&self.env(&main)).await)
-        } else {
-            None
-        };
+        let settle_rss = settle_rss.unwrap_or(idle_rss);
 
         stream.drain(Duration::from_secs(10)).await;
         let results = stream.results();
@@ -480,12 +529,15 @@ impl Run {
             println!("  every subscriber received every acknowledged message");
         }
         println!(
-            "server RSS: before {} MB, peak {} MB, after the attacks {} MB, {} s later {} MB",
+            "server RSS: before {} MB, peak {} MB, after the attacks {} MB, {} s later {} MB, at +{idle_at} s {} MB with {} sessions ({} of them the stream's subscribers)",
             mb(run_before),
             mb(run_peak),
             mb(run_after),
             cli.settle_secs,
-            mb(settle_rss)
+            mb(settle_rss),
+            mb(idle_rss),
+            idle_sessions.map(|n| n.to_string()).unwrap_or_else(|| "?".into()),
+            cli.subscribers
         );
         if let Some(v) = &victim_later {
             println!(
@@ -546,7 +598,7 @@ impl Run {
             "received": received,
             "lost": lost,
             "subscriber_drops": drops,
-            "rss_kib": {"before": run_before, "peak": run_peak, "after": run_after, "settled": settle_rss, "settle_secs": self.cli.settle_secs},
+            "rss_kib": {"before": run_before, "peak": run_peak, "after": run_after, "settled": settle_rss, "settle_secs": self.cli.settle_secs, "idle": idle_rss, "idle_at_secs": idle_at, "idle_sessions": idle_sessions},
             "deaths": deaths,
             "own_server_deaths": own_deaths,
             "victim_handshake_after_settle": victim_later,
@@ -587,8 +639,8 @@ impl Run {
 
 /// The log lines that tell why the server died (an allocation failure, a panic), else
 /// the last lines.
-fn death_cause(spec: &Spec) -> String {
-    let tail = server::log_tail(spec, 12);
+pub(crate) fn death_cause(inst: &Instance) -> String {
+    let tail = inst.log_tail(12);
     let telling: Vec<&str> = tail
         .split(" | ")
         .filter(|l| {
@@ -600,7 +652,7 @@ fn death_cause(spec: &Spec) -> String {
         })
         .collect();
     if telling.is_empty() {
-        server::log_tail(spec, 2)
+        inst.log_tail(2)
     } else {
         telling.join(" | ")
     }

@@ -48,9 +48,20 @@ pub struct Gauge {
     cur: AtomicU64,
     peak: AtomicU64,
     max: AtomicU64,
+    /// Highest VmSize (address space) of the process's life.
+    vm_max: AtomicU64,
 }
 
 impl Gauge {
+    fn record_vm(&self, kib: u64) {
+        self.vm_max.fetch_max(kib, Relaxed);
+    }
+
+    /// Highest address-space reading of this process's life, KiB.
+    pub fn vm_max(&self) -> u64 {
+        self.vm_max.load(Relaxed)
+    }
+
     fn record(&self, kib: u64) {
         self.cur.store(kib, Relaxed);
         self.peak.fetch_max(kib, Relaxed);
@@ -96,6 +107,8 @@ pub struct Instance {
     sampler: JoinHandle<()>,
     /// How it ended, once it has.
     pub ended: Option<String>,
+    /// Where this life's lines start in the log.
+    log_from: u64,
 }
 
 /// Fields of the ready file.
@@ -111,6 +124,7 @@ impl Instance {
     pub async fn start(spec: &Spec) -> Res<Instance> {
         let ready_path = spec.work.join(format!("{}.ready.json", spec.name));
         let _ = std::fs::remove_file(&ready_path);
+        let log_from = std::fs::metadata(spec.log()).map(|m| m.len()).unwrap_or(0);
         let log = OpenOptions::new()
             .create(true)
             .append(true)
@@ -147,7 +161,7 @@ impl Instance {
                     "{} server {} during start-up; log: {}",
                     spec.name,
                     describe_exit(st),
-                    log_tail(spec, 3)
+                    log_tail(spec, log_from, 3)
                 ));
             }
             if Instant::now() > deadline {
@@ -188,8 +202,11 @@ impl Instance {
             let mut tick = tokio::time::interval(Duration::from_millis(50));
             loop {
                 tick.tick().await;
-                match procfs::rss_kib(&pid_s) {
-                    Some(kib) => g.record(kib),
+                match status_kib(&pid_s) {
+                    Some((rss, vm)) => {
+                        g.record(rss);
+                        g.record_vm(vm);
+                    }
                     None => break,
                 }
             }
@@ -208,6 +225,7 @@ impl Instance {
             rss,
             sampler,
             ended: None,
+            log_from,
         })
     }
 
@@ -227,6 +245,11 @@ impl Instance {
             return (false, how);
         }
         (true, healthz(self.admin, Duration::from_secs(2)).await)
+    }
+
+    /// The last `n` lines this life wrote to the log.
+    pub fn log_tail(&self, n: usize) -> String {
+        log_tail(&self.spec, self.log_from, n)
     }
 
     /// Stops sampling a process that has ended.
@@ -264,6 +287,38 @@ pub async fn healthz(admin: SocketAddr, limit: Duration) -> String {
     }
 }
 
+/// VmRSS and VmSize of a process, KiB, from /proc/PID/status.
+fn status_kib(pid: &str) -> Option<(u64, u64)> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let field = |name: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+    };
+    Some((field("VmRSS:")?, field("VmSize:").unwrap_or(0)))
+}
+
+/// Sums every series of a Prometheus gauge from the admin `/metrics` (all routes).
+pub async fn metric(admin: SocketAddr, name: &str) -> Option<u64> {
+    let (code, body) = raw::http_once(admin, "GET", "/metrics", &[], None, Duration::from_secs(2))
+        .await
+        .ok()?;
+    if code != 200 {
+        return None;
+    }
+    let text = String::from_utf8_lossy(&body);
+    let mut sum = 0f64;
+    for line in text.lines() {
+        let Some(rest) = line.strip_prefix(name) else {
+            continue;
+        };
+        if rest.starts_with('{') || rest.starts_with(' ') {
+            sum += rest.rsplit(' ').next()?.parse::<f64>().ok()?;
+        }
+    }
+    Some(sum as u64)
+}
+
 /// `exited 0`, `killed by SIGABRT`, ….
 pub fn describe_exit(st: ExitStatus) -> String {
     if let Some(sig) = st.signal() {
@@ -283,9 +338,9 @@ pub fn describe_exit(st: ExitStatus) -> String {
     }
 }
 
-/// The last `n` non-empty lines of an instance's log, joined by ` | `.
-pub fn log_tail(spec: &Spec, n: usize) -> String {
-    let text = read_tail(&spec.log(), 64 * 1024);
+/// The last `n` non-empty lines of a log written since byte `from`, joined by ` | `.
+pub fn log_tail(spec: &Spec, from: u64, n: usize) -> String {
+    let text = read_tail(&spec.log(), from, 64 * 1024);
     let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
     let from = lines.len().saturating_sub(n);
     lines[from..]
@@ -295,13 +350,13 @@ pub fn log_tail(spec: &Spec, n: usize) -> String {
         .join(" | ")
 }
 
-fn read_tail(path: &std::path::Path, max: u64) -> String {
+fn read_tail(path: &std::path::Path, from: u64, max: u64) -> String {
     use std::io::{Read, Seek, SeekFrom};
     let Ok(mut f) = std::fs::File::open(path) else {
         return String::new();
     };
     let len = f.metadata().map(|m| m.len()).unwrap_or(0);
-    let _ = f.seek(SeekFrom::Start(len.saturating_sub(max)));
+    let _ = f.seek(SeekFrom::Start(len.saturating_sub(max).max(from)));
     let mut buf = Vec::new();
     let _ = f.take(max).read_to_end(&mut buf);
     String::from_utf8_lossy(&buf).into_owned()

@@ -56,7 +56,7 @@ pub struct Stream {
     pub unacked: AtomicU64,
     /// Subscribers.
     pub subs: Vec<Arc<Sub>>,
-    /// Epochs that ended with the server's death.
+    /// Epochs that ended with the server's death or a restart.
     dead: Mutex<HashSet<u64>>,
     prefix: String,
     secret: Option<String>,
@@ -134,8 +134,9 @@ impl Stream {
             .count()
     }
 
-    /// Notes that the server's life `epoch` ended in its death.
-    pub fn mark_dead(&self, epoch: u64) {
+    /// Notes that the server's life `epoch` ended (its death, or a planned restart):
+    /// sessions that ended in it are not counted as drops.
+    pub fn mark_ended(&self, epoch: u64) {
         if let Ok(mut d) = self.dead.lock() {
             d.insert(epoch);
         }
