@@ -974,6 +974,9 @@ async fn secret_timing(env: &Env) -> Res<Outcome> {
         .clone()
         .ok_or("no secret in this profile")?
         .into_bytes();
+    if secret.is_empty() {
+        return Err("the secret is empty".into());
+    }
     let flip = |b: u8| if b == b'x' { b'y' } else { b'x' };
     let mut first = secret.clone();
     first[0] = flip(first[0]);
