@@ -306,8 +306,7 @@ impl Run {
                 break;
             }
             if cli.fresh && i > 0 {
-                stream.pause();
-                tokio::time::sleep(Duration::from_secs(1)).await;
+                stream.quiesce().await;
                 stream.mark_ended(lives);
                 let fresh = Instance::start(&self.main_spec).await?;
                 let old = std::mem::replace(&mut main, fresh);

@@ -8,7 +8,8 @@
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::AtomicU64;
+use std::sync::atomic::Ordering::{Relaxed, SeqCst};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -54,6 +55,8 @@ pub struct Stream {
     next_seq: AtomicU64,
     /// Publications not acknowledged (error, timeout, refused).
     pub unacked: AtomicU64,
+    /// 1 while a publication is on its way.
+    inflight: AtomicU64,
     /// Subscribers.
     pub subs: Vec<Arc<Sub>>,
     /// Epochs that ended with the server's death or a restart.
@@ -90,6 +93,7 @@ impl Stream {
             acked: Mutex::new(Vec::new()),
             next_seq: AtomicU64::new(1),
             unacked: AtomicU64::new(0),
+            inflight: AtomicU64::new(0),
             subs: (0..n).map(|_| Arc::new(Sub::default())).collect(),
             dead: Mutex::new(HashSet::new()),
             prefix: prefix.to_string(),
@@ -108,6 +112,17 @@ impl Stream {
     /// Stops publishing (before a restart, or at the end).
     pub fn pause(&self) {
         self.active.store(0, Relaxed);
+    }
+
+    /// Stops publishing, waits (at most 6 s) for the publication on its way to be
+    /// answered, then a second for its delivery: before a planned restart.
+    pub async fn quiesce(&self) {
+        self.active.store(0, SeqCst);
+        let deadline = Instant::now() + Duration::from_secs(6);
+        while self.inflight.load(SeqCst) != 0 && Instant::now() < deadline {
+            sleep(Duration::from_millis(20)).await;
+        }
+        sleep(Duration::from_secs(1)).await;
     }
 
     /// Points everyone at a (new) server life; waits up to `limit` for every
@@ -363,6 +378,13 @@ async fn publisher(stream: Arc<Stream>, rate: f64) {
         let Some((_, c)) = conn.as_mut() else {
             continue;
         };
+        // SeqCst with `quiesce`: either it sees this publication on its way, or this
+        // sees the pause.
+        stream.inflight.store(1, SeqCst);
+        if stream.active.load(SeqCst) != ep.epoch {
+            stream.inflight.store(0, Relaxed);
+            continue;
+        }
         let seq = stream.next_seq.fetch_add(1, Relaxed);
         let body = format!("[{{\"channel\":\"{CHANNEL}\",\"data\":{{\"s\":{seq}}}{ext}}}]");
         let ok = match c
@@ -390,5 +412,6 @@ async fn publisher(stream: Arc<Stream>, rate: f64) {
         } else {
             stream.unacked.fetch_add(1, Relaxed);
         }
+        stream.inflight.store(0, Relaxed);
     }
 }
