@@ -1474,7 +1474,7 @@ async fn handshake_lockout(env: &Env) -> Res<Outcome> {
             kb(body.len() * posts)
         ),
         answer: format!(
-            "{ok} sessions created, {refused} refused{} in {secs:.1} s; then a victim's handshake: {victim}",
+            "{ok} sessions created, {refused} refused{} in {secs:.1} s; then a victim's handshake (from {VICTIM_IP}): {victim}",
             if errors.is_empty() {
                 String::new()
             } else {
@@ -1485,9 +1485,23 @@ async fn handshake_lockout(env: &Env) -> Res<Outcome> {
     })
 }
 
-/// A normal client's handshake by POST: its reply.
+/// The victim's address: another client than the attacker (127.0.0.1), as a server
+/// that limits per address sees it.
+pub const VICTIM_IP: std::net::IpAddr = std::net::IpAddr::V4(std::net::Ipv4Addr::new(127, 0, 0, 2));
+
+/// A normal client's handshake by POST, from [`VICTIM_IP`]: its reply.
 pub async fn victim_handshake(env: &Env) -> String {
-    describe_http(&post(env, bayeux::handshake("long-polling").as_bytes(), S5).await)
+    let r = raw::http_once_from(
+        env.http,
+        Some(VICTIM_IP),
+        "POST",
+        &env.prefix,
+        &[("Content-Type", "application/json")],
+        Some(bayeux::handshake("long-polling").as_bytes()),
+        S5,
+    )
+    .await;
+    describe_http(&r)
 }
 
 // ------------------------------------------------------------ defect 5: WebSocket limits

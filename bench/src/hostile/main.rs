@@ -283,14 +283,16 @@ impl Run {
             )
             .await;
         println!(
-            "main server pid {} on {} (TLS {}, admin {}); {ready}/{} subscribers on {} receiving {} msg/s",
+            "main server pid {} on {} (TLS {}, admin {}); {ready}/{} subscribers on {} receiving {} msg/s; the stream's clients connect from {}, the attacks from 127.0.0.1, the victim of the lock-out from {}",
             main.pid,
             main.http,
             main.https,
             main.admin,
             cli.subscribers,
             stream::CHANNEL,
-            cli.rate
+            cli.rate,
+            stream::STREAM_IP,
+            attacks::VICTIM_IP
         );
         tokio::time::sleep(Duration::from_secs(2)).await;
         let run_before = main.rss.cur();

@@ -2,7 +2,7 @@
 //! HTTP/1.1 requests written by hand (so they can be wrong on purpose), WebSocket
 //! frames built by hand, and readers that describe how the server answered.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -14,12 +14,29 @@ use crate::net::Res;
 /// Opens a TCP connection within `limit`; `rcvbuf` shrinks the receive buffer first, so
 /// a client that does not read leaves what it is sent with the server.
 pub async fn tcp(addr: SocketAddr, rcvbuf: Option<u32>, limit: Duration) -> Res<TcpStream> {
+    tcp_from(addr, None, rcvbuf, limit).await
+}
+
+/// Like [`tcp`], from the loopback address `src` (another client, as the server sees it).
+pub async fn tcp_from(
+    addr: SocketAddr,
+    src: Option<IpAddr>,
+    rcvbuf: Option<u32>,
+    limit: Duration,
+) -> Res<TcpStream> {
     let sock = if addr.is_ipv4() {
         TcpSocket::new_v4()
     } else {
         TcpSocket::new_v6()
     }
     .map_err(|e| format!("socket: {e}"))?;
+    if let Some(ip) = src {
+        if !ip.is_loopback() {
+            return Err(format!("refusing non-loopback source {ip}"));
+        }
+        sock.bind(SocketAddr::new(ip, 0))
+            .map_err(|e| format!("bind {ip}: {e}"))?;
+    }
     if let Some(n) = rcvbuf {
         let _ = sock.set_recv_buffer_size(n);
     }
@@ -120,7 +137,17 @@ pub fn request(method: &str, path: &str, headers: &[(&str, &str)], body: Option<
 /// Connects, writes `req` (a write error is noted, not fatal: the server may answer and
 /// close before reading everything) and reads until the server closes or `limit`.
 pub async fn exchange(addr: SocketAddr, req: &[u8], limit: Duration) -> Res<Reply> {
-    let mut s = tcp(addr, None, limit).await?;
+    exchange_from(addr, None, req, limit).await
+}
+
+/// Like [`exchange`], from the loopback address `src`.
+pub async fn exchange_from(
+    addr: SocketAddr,
+    src: Option<IpAddr>,
+    req: &[u8],
+    limit: Duration,
+) -> Res<Reply> {
+    let mut s = tcp_from(addr, src, None, limit).await?;
     let start = Instant::now();
     let wrote = write_for(&mut s, req, limit).await;
     let left = limit
@@ -214,8 +241,21 @@ pub async fn http_once(
     body_bytes: Option<&[u8]>,
     limit: Duration,
 ) -> Res<(u16, Vec<u8>)> {
+    http_once_from(addr, None, method, path, headers, body_bytes, limit).await
+}
+
+/// Like [`http_once`], from the loopback address `src`.
+pub async fn http_once_from(
+    addr: SocketAddr,
+    src: Option<IpAddr>,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body_bytes: Option<&[u8]>,
+    limit: Duration,
+) -> Res<(u16, Vec<u8>)> {
     let req = request(method, path, headers, body_bytes);
-    let r = exchange(addr, &req, limit).await?;
+    let r = exchange_from(addr, src, &req, limit).await?;
     match statuses(&r.bytes).first() {
         Some(code) => Ok((*code, body(&r.bytes))),
         None => Err(match r.end {
