@@ -1378,9 +1378,15 @@ async fn subscriptions(env: &Env) -> Res<Outcome> {
         uploaded += b.len();
         posts += 1;
         match post(env, &b, Duration::from_secs(60)).await {
-            Ok((_, body)) => {
+            Ok((code, body)) => {
                 let v: serde_json::Value =
                     serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null);
+                if !v.is_array() {
+                    let e = format!("whole POST: {code} {}", describe_bayeux(&body));
+                    if errors.len() < 3 && !errors.contains(&e) {
+                        errors.push(e);
+                    }
+                }
                 for m in v.as_array().into_iter().flatten() {
                     let count = m
                         .get("subscription")
@@ -1410,7 +1416,7 @@ async fn subscriptions(env: &Env) -> Res<Outcome> {
     }
     Ok(Outcome {
         sent: format!(
-            "{} handshakes in one POST, then {} subscriptions ({per_client} distinct channels per client) in {posts} POSTs ({})",
+            "{clients} handshakes in one POST ({} answered with a clientId), then {} subscriptions ({per_client} distinct channels for each of those clients) in {posts} POSTs ({})",
             ids.len(),
             ids.len() * per_client,
             kb(uploaded)
@@ -1441,9 +1447,16 @@ async fn handshake_lockout(env: &Env) -> Res<Outcome> {
     let mut errors: Vec<String> = Vec::new();
     for _ in 0..posts {
         match post(env, body.as_bytes(), S30).await {
-            Ok((_, b)) => {
+            Ok((code, b)) => {
                 let v: serde_json::Value =
                     serde_json::from_slice(&b).unwrap_or(serde_json::Value::Null);
+                if !v.is_array() {
+                    // Refused as a whole (a status with a plain body).
+                    let e = format!("whole POST: {code} {}", describe_bayeux(&b));
+                    if errors.len() < 3 && !errors.contains(&e) {
+                        errors.push(e);
+                    }
+                }
                 for m in v.as_array().into_iter().flatten() {
                     if m.get("successful").and_then(|s| s.as_bool()) == Some(true) {
                         ok += 1;

@@ -309,7 +309,7 @@ impl Run {
             }
             if cli.fresh && i > 0 {
                 stream.quiesce().await;
-                stream.mark_ended(lives);
+                stream.mark_ended(lives, false);
                 let fresh = Instance::start(&self.main_spec).await?;
                 let old = std::mem::replace(&mut main, fresh);
                 let _ = old.stop().await;
@@ -366,7 +366,7 @@ impl Run {
                 );
                 deaths.push(format!("{name}: {health}; {cause}"));
                 stream.pause();
-                stream.mark_ended(lives);
+                stream.mark_ended(lives, true);
                 main.reap();
                 match Instance::start(&self.main_spec).await {
                     Ok(m) => {
@@ -475,6 +475,7 @@ impl Run {
         let lost: u64 = results.iter().map(|r| r.lost).sum();
         let received: u64 = results.iter().map(|r| r.received).sum();
         let drops: u64 = results.iter().map(|r| r.drops).sum();
+        let lost_at_death: u64 = results.iter().map(|r| r.lost_at_death).sum();
         println!("\n== summary: profile {} ==", cli.profile);
         println!(
             "{:<30} {:>20}  {:<8} answer",
@@ -504,10 +505,17 @@ impl Run {
             results.len()
         );
         println!(
-            "messages expected {} received {} lost {} (per subscriber: expected {acked})",
+            "messages expected {} received {} lost {} (per subscriber: expected {acked}){}",
             acked * results.len() as u64,
             received,
-            lost
+            lost,
+            if lost_at_death > 0 {
+                format!(
+                    "; {lost_at_death} of the lost were acknowledged by a server that then died"
+                )
+            } else {
+                String::new()
+            }
         );
         for (i, r) in results.iter().enumerate() {
             if r.lost > 0 || r.drops > 0 || r.dups > 0 || r.unacked_received > 0 {
@@ -598,6 +606,7 @@ impl Run {
             "expected": acked * results.len() as u64,
             "received": received,
             "lost": lost,
+            "lost_acknowledged_before_a_death": lost_at_death,
             "subscriber_drops": drops,
             "rss_kib": {"before": run_before, "peak": run_peak, "after": run_after, "settled": settle_rss, "settle_secs": self.cli.settle_secs, "idle": idle_rss, "idle_at_secs": idle_at, "idle_sessions": idle_sessions},
             "deaths": deaths,

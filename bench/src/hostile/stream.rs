@@ -57,7 +57,8 @@ pub struct Stream {
     endpoint: watch::Sender<Option<Endpoint>>,
     /// Epoch in which the publisher may publish (0: paused).
     active: AtomicU64,
-    acked: Mutex<Vec<u64>>,
+    /// Acknowledged numbers, with the server life that acknowledged them.
+    acked: Mutex<Vec<(u64, u64)>>,
     next_seq: AtomicU64,
     /// Publications not acknowledged (error, timeout, refused).
     pub unacked: AtomicU64,
@@ -67,6 +68,8 @@ pub struct Stream {
     pub subs: Vec<Arc<Sub>>,
     /// Epochs that ended with the server's death or a restart.
     dead: Mutex<HashSet<u64>>,
+    /// Epochs that ended with the server's death.
+    died: Mutex<HashSet<u64>>,
     prefix: String,
     secret: Option<String>,
     tasks: Mutex<JoinSet<()>>,
@@ -78,6 +81,8 @@ pub struct SubResult {
     pub received: u64,
     /// Expected numbers not received.
     pub lost: u64,
+    /// Of those, how many a server life acknowledged and then died.
+    pub lost_at_death: u64,
     /// Received numbers that were never acknowledged (publish timed out, yet delivered).
     pub unacked_received: u64,
     /// Duplicates.
@@ -102,6 +107,7 @@ impl Stream {
             inflight: AtomicU64::new(0),
             subs: (0..n).map(|_| Arc::new(Sub::default())).collect(),
             dead: Mutex::new(HashSet::new()),
+            died: Mutex::new(HashSet::new()),
             prefix: prefix.to_string(),
             secret,
             tasks: Mutex::new(JoinSet::new()),
@@ -157,9 +163,14 @@ impl Stream {
 
     /// Notes that the server's life `epoch` ended (its death, or a planned restart):
     /// sessions that ended in it are not counted as drops.
-    pub fn mark_ended(&self, epoch: u64) {
+    pub fn mark_ended(&self, epoch: u64, died: bool) {
         if let Ok(mut d) = self.dead.lock() {
             d.insert(epoch);
+        }
+        if died {
+            if let Ok(mut d) = self.died.lock() {
+                d.insert(epoch);
+            }
         }
     }
 
@@ -191,12 +202,11 @@ impl Stream {
 
     /// Per-subscriber counts now.
     pub fn results(&self) -> Vec<SubResult> {
-        let acked: HashSet<u64> = self
-            .acked
-            .lock()
-            .map(|a| a.iter().copied().collect())
-            .unwrap_or_default();
+        let acked_epochs: Vec<(u64, u64)> =
+            self.acked.lock().map(|a| a.clone()).unwrap_or_default();
+        let acked: HashSet<u64> = acked_epochs.iter().map(|(n, _)| *n).collect();
         let dead = self.dead.lock().map(|d| d.clone()).unwrap_or_default();
+        let died = self.died.lock().map(|d| d.clone()).unwrap_or_default();
         self.subs
             .iter()
             .map(|s| {
@@ -205,9 +215,14 @@ impl Stream {
                 let last_error = ended.last().map(|(_, e)| e.clone()).unwrap_or_default();
                 let got = s.received.lock().map(|r| r.clone()).unwrap_or_default();
                 let received = acked.iter().filter(|n| got.contains(n)).count() as u64;
+                let lost_at_death = acked_epochs
+                    .iter()
+                    .filter(|(n, e)| died.contains(e) && !got.contains(n))
+                    .count() as u64;
                 SubResult {
                     received,
                     lost: acked.len() as u64 - received,
+                    lost_at_death,
                     unacked_received: got.iter().filter(|n| !acked.contains(n)).count() as u64,
                     dups: s.dups.load(Relaxed),
                     drops,
@@ -454,7 +469,7 @@ async fn publisher(stream: Arc<Stream>, rate: f64) {
         // said it was accepted.
         if ok {
             if let Ok(mut a) = stream.acked.lock() {
-                a.push(seq);
+                a.push((seq, ep.epoch));
             }
         } else {
             stream.unacked.fetch_add(1, Relaxed);
