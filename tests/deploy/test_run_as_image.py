@@ -267,9 +267,14 @@ def test_faye_client_subscribes_and_receives_a_posted_message(image):
     route = {**image.production.get("defaults", {}), **image.production["route"][-1]}
     endpoint = _tls_endpoint(image, route["prefix"])
     smoke_env = {**os.environ, "FAYE_MODULE_DIR": str(module_dir)}
-    smoke_env.pop("PUBLISH_SECRET", None)
+    for name in ("PUBLISH_SECRET", "JWT_SECRET", "JWT_ISSUER", "JWT_AUDIENCE"):
+        smoke_env.pop(name, None)
     if route.get("publish_secret_env"):
         smoke_env["PUBLISH_SECRET"] = image.secrets[route["publish_secret_env"]]
+    if route.get("subscribe") == "jwt":
+        smoke_env["JWT_SECRET"] = image.secrets[route["jwt_secret_env"]]
+        smoke_env["JWT_ISSUER"] = route["jwt_issuer"]
+        smoke_env["JWT_AUDIENCE"] = route["jwt_audience"]
     result = subprocess.run([node, str(FAYE_SMOKE), endpoint, str(image.certificates[0])],
                             env=smoke_env, capture_output=True, text=True, timeout=60)
     report = result.stdout.strip().splitlines()[-1] if result.stdout.strip() else result.stderr
@@ -279,6 +284,8 @@ def test_faye_client_subscribes_and_receives_a_posted_message(image):
     if route.get("publish") == "secret":
         assert outcome["unauthenticated"]["replies"][0]["successful"] is False, outcome
         assert outcome["unauthenticated"]["replies"][0]["error"].startswith("403:"), outcome
+    if route.get("subscribe") == "jwt":
+        assert "403:" in outcome["foreignSubscription"], outcome
 
 
 def test_stop_signal_drains_and_exits_cleanly():
@@ -314,7 +321,7 @@ def test_production_routes_fail_check_without_a_secret(tmp_path, missing):
     result = _check(tmp_path, dc.ROUTES.read_text(), unset=missing)
     output = result.stdout + result.stderr
     assert result.returncode == 64, output
-    assert "publish_secret_env" in output and missing in output, output
+    assert "_env`" in output and missing in output, output
 
 
 def _check(tmp_path: Path, text: str, unset: str | None = None) -> subprocess.CompletedProcess:

@@ -74,9 +74,11 @@ def test_task_definition_rules_fail_on_broken_copy(broken, old, new, expect):
 
 
 def test_every_route_secret_has_a_task_definition_secret():
-    """The rule below is not vacuous: the routes file does name publish secrets."""
+    """The rule below is not vacuous: the routes file does name publish and token secrets."""
     needed = dc.env_names(dc.load_routes())
-    assert needed == {f"{env}_PUBLISH_SECRET" for env in ("DEVELOPMENT", "STAGING", "PRODUCTION")}, needed
+    envs = ("DEVELOPMENT", "STAGING", "PRODUCTION")
+    expected = {f"{env}_{kind}_SECRET" for env in envs for kind in ("PUBLISH", "JWT")}
+    assert needed == expected, needed
 
 
 def test_new_route_without_its_secret_fails(broken):
