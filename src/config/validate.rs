@@ -100,6 +100,17 @@ fn count(
     Ok(x as usize)
 }
 
+/// Sets each count tunable the raw table has, checked against its range.
+macro_rules! counted {
+    ($ctx:expr, $raw:expr, $s:expr, $context:expr, $($field:ident: $lo:expr, $hi:expr;)*) => {
+        $(
+            if let Some(v) = &$raw.$field {
+                $s.$field = count($ctx, v, $context, stringify!($field), $lo, $hi)?;
+            }
+        )*
+    };
+}
+
 macro_rules! apply_tunables {
     ($ctx:expr, $raw:expr, $base:expr, $context:expr) => {{
         let ctx = $ctx;
@@ -112,28 +123,19 @@ macro_rules! apply_tunables {
         if let Some(v) = &raw.interval_secs {
             s.interval = secs(ctx, v, context, "interval_secs", 0.0, 3600.0)?;
         }
-        if let Some(v) = &raw.max_message_bytes {
-            s.max_message_bytes = count(ctx, v, context, "max_message_bytes", 1024, 64 << 20)?;
-        }
-        if let Some(v) = &raw.max_queue_messages {
-            s.max_queue_messages = count(ctx, v, context, "max_queue_messages", 1, 1_000_000)?;
-        }
-        if let Some(v) = &raw.max_queue_bytes {
-            s.max_queue_bytes = count(ctx, v, context, "max_queue_bytes", 1024, 1 << 30)?;
-        }
-        if let Some(v) = &raw.max_subscriptions {
-            s.max_subscriptions = count(ctx, v, context, "max_subscriptions", 1, 1_000_000)?;
-        }
-        if let Some(v) = &raw.max_total_subscriptions {
-            s.max_total_subscriptions =
-                count(ctx, v, context, "max_total_subscriptions", 1, 100_000_000)?;
-        }
-        if let Some(v) = &raw.max_clients {
-            s.max_clients = count(ctx, v, context, "max_clients", 1, 10_000_000)?;
-        }
-        if let Some(v) = &raw.max_sessions_per_ip {
-            s.max_sessions_per_ip = count(ctx, v, context, "max_sessions_per_ip", 1, 10_000_000)?;
-        }
+        // Counts named as their field, with their allowed range.
+        counted!(ctx, raw, s, context,
+            max_message_bytes: 1024, 64 << 20;
+            max_queue_messages: 1, 1_000_000;
+            max_queue_bytes: 1024, 1 << 30;
+            max_subscriptions: 1, 1_000_000;
+            max_total_subscriptions: 1, 100_000_000;
+            max_clients: 1, 10_000_000;
+            max_sessions_per_ip: 1, 10_000_000;
+            max_batch_messages: 1, 1_000_000;
+            max_channel_bytes: 16, 65_536;
+            max_channel_segments: 1, 1024;
+        );
         if let Some(v) = &raw.handshake_rate_per_ip {
             let x = *v.get_ref();
             if !x.is_finite() || !(0.01..=1_000_000.0).contains(&x) {
@@ -153,15 +155,6 @@ macro_rules! apply_tunables {
         if let Some(v) = &raw.first_connect_timeout_secs {
             s.first_connect_timeout =
                 secs(ctx, v, context, "first_connect_timeout_secs", 1.0, 3600.0)?;
-        }
-        if let Some(v) = &raw.max_batch_messages {
-            s.max_batch_messages = count(ctx, v, context, "max_batch_messages", 1, 1_000_000)?;
-        }
-        if let Some(v) = &raw.max_channel_bytes {
-            s.max_channel_bytes = count(ctx, v, context, "max_channel_bytes", 16, 65_536)?;
-        }
-        if let Some(v) = &raw.max_channel_segments {
-            s.max_channel_segments = count(ctx, v, context, "max_channel_segments", 1, 1024)?;
         }
         if let Some(v) = &raw.ws_ping_secs {
             let d = secs(ctx, v, context, "ws_ping_secs", 0.0, 3600.0)?;

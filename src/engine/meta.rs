@@ -144,6 +144,28 @@ impl Engine {
         out
     }
 
+    /// The live session named by the message's `clientId`, with Faye's errors
+    /// when there is none: `401:<id>:Unknown client`, then (later wins)
+    /// `402:clientId:Missing required parameter` when it is missing.
+    async fn sender(
+        &self,
+        message: &Map<String, Value>,
+        reply: &mut Reply,
+    ) -> Option<Arc<Session>> {
+        let client_id = message.get("clientId");
+        let session = match client_id.and_then(Value::as_str) {
+            Some(id) => self.session(id).await,
+            None => None,
+        };
+        if session.is_none() {
+            reply.fail(error::client_unknown(client_id));
+        }
+        if !truthy(client_id) {
+            reply.fail(error::parameter_missing("clientId"));
+        }
+        session
+    }
+
     /// `peer` is the client's address, or `Err` when the request already held a handshake.
     async fn handshake(
         &self,
@@ -233,17 +255,7 @@ impl Engine {
         ctx: &mut Ctx<'_>,
     ) -> Result<ConnectWait, Map<String, Value>> {
         let mut reply = Reply::to(message);
-        let client_id = message.get("clientId");
-        let session = match client_id.and_then(Value::as_str) {
-            Some(id) => self.session(id).await,
-            None => None,
-        };
-        if session.is_none() {
-            reply.fail(error::client_unknown(client_id));
-        }
-        if !truthy(client_id) {
-            reply.fail(error::parameter_missing("clientId"));
-        }
+        let session = self.sender(message, &mut reply).await;
         let conn_type = message.get("connectionType");
         let known = conn_type
             .and_then(Value::as_str)
@@ -309,17 +321,7 @@ impl Engine {
         credentials: &Credentials<'_>,
     ) -> Map<String, Value> {
         let mut reply = Reply::to(message);
-        let client_id = message.get("clientId");
-        let session = match client_id.and_then(Value::as_str) {
-            Some(id) => self.session(id).await,
-            None => None,
-        };
-        if session.is_none() {
-            reply.fail(error::client_unknown(client_id));
-        }
-        if !truthy(client_id) {
-            reply.fail(error::parameter_missing("clientId"));
-        }
+        let session = self.sender(message, &mut reply).await;
         let subscription = message.get("subscription");
         if !truthy(subscription) {
             reply.fail(error::parameter_missing("subscription"));
@@ -438,17 +440,7 @@ impl Engine {
 
     async fn disconnect(&self, message: &Map<String, Value>) -> Map<String, Value> {
         let mut reply = Reply::to(message);
-        let client_id = message.get("clientId");
-        let session = match client_id.and_then(Value::as_str) {
-            Some(id) => self.session(id).await,
-            None => None,
-        };
-        if session.is_none() {
-            reply.fail(error::client_unknown(client_id));
-        }
-        if !truthy(client_id) {
-            reply.fail(error::parameter_missing("clientId"));
-        }
+        let session = self.sender(message, &mut reply).await;
         match session {
             Some(session) if reply.ok() => {
                 self.destroy(&session);
