@@ -50,7 +50,6 @@ pub mod config;
 pub mod deadline;
 pub mod engine;
 pub mod error;
-pub mod fuzzing;
 pub mod gateway;
 pub mod http;
 pub mod metrics;

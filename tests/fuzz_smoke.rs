@@ -9,6 +9,8 @@ use std::path::{Path, PathBuf};
 /// The `engine_batches` target's logic, shared with the fuzz crate.
 #[path = "../fuzz/src/engine_batches.rs"]
 mod engine_batches;
+#[path = "../fuzz/src/targets.rs"]
+mod targets;
 
 fn corpus(target: &str) -> Vec<(PathBuf, Vec<u8>)> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -80,17 +82,17 @@ fn run(target: &str, f: fn(&[u8]), rounds: usize) {
 
 #[test]
 fn bayeux_batch_never_panics() {
-    run("bayeux_batch", bayeux_edge::fuzzing::batch, 3000);
+    run("bayeux_batch", targets::batch, 3000);
 }
 
 #[test]
 fn channel_never_panics() {
-    run("channel", bayeux_edge::fuzzing::channel, 5000);
+    run("channel", targets::channel, 5000);
 }
 
 #[test]
 fn routes_toml_never_panics() {
-    run("routes_toml", bayeux_edge::fuzzing::routes_toml, 300);
+    run("routes_toml", targets::routes_toml, 300);
 }
 
 #[test]

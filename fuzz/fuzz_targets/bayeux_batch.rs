@@ -1,7 +1,7 @@
-//! AFL++ target: see `bayeux_edge::fuzzing::batch`.
+//! AFL++ target: see `bayeux_edge_fuzz::targets::batch`.
 
 fn main() {
     afl::fuzz!(|data: &[u8]| {
-        bayeux_edge::fuzzing::batch(data);
+        bayeux_edge_fuzz::targets::batch(data);
     });
 }

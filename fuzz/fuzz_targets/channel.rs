@@ -1,7 +1,7 @@
-//! AFL++ target: see `bayeux_edge::fuzzing::channel`.
+//! AFL++ target: see `bayeux_edge_fuzz::targets::channel`.
 
 fn main() {
     afl::fuzz!(|data: &[u8]| {
-        bayeux_edge::fuzzing::channel(data);
+        bayeux_edge_fuzz::targets::channel(data);
     });
 }

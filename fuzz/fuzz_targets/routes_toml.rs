@@ -1,7 +1,7 @@
-//! AFL++ target: see `bayeux_edge::fuzzing::routes_toml`.
+//! AFL++ target: see `bayeux_edge_fuzz::targets::routes_toml`.
 
 fn main() {
     afl::fuzz!(|data: &[u8]| {
-        bayeux_edge::fuzzing::routes_toml(data);
+        bayeux_edge_fuzz::targets::routes_toml(data);
     });
 }
