@@ -151,6 +151,22 @@ async fn bad_tokens_are_refused() {
     }
 }
 
+/// After a refused handshake the Faye client handshakes again as soon as the
+/// advice lets it: without an interval, a client holding a bad token loops as
+/// fast as the round trip (the interop suite saw one npm Faye client make about
+/// 80 handshakes a second on loopback).
+#[tokio::test]
+async fn a_refused_token_tells_the_client_to_wait_before_handshaking_again() {
+    let s = jwt_server().await;
+    let c = s.client();
+    let hs = handshake_with(&c, "not.a.token").await;
+    assert_eq!(hs["error"], "403::Authentication failed");
+    assert_eq!(
+        hs["advice"],
+        json!({"reconnect": "handshake", "interval": 1000})
+    );
+}
+
 fn base64url(bytes: &[u8]) -> String {
     use base64::Engine as _;
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)

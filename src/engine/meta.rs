@@ -29,6 +29,10 @@ use crate::bayeux::{channel, error, meta, Batch, BAYEUX_VERSION, CONNECTION_TYPE
 pub(crate) const TOKEN_EXPIRED: &str = "401::Authentication expired";
 /// The error of a handshake or subscribe whose token did not verify.
 const AUTH_FAILED: &str = "403::Authentication failed";
+/// Milliseconds a client whose handshake token was refused waits before the next
+/// handshake. Without an interval the Faye client handshakes again at once, in a
+/// loop as fast as the round trip (faye#542).
+const AUTH_FAILED_INTERVAL_MS: u64 = 1000;
 
 /// Where a batch came from.
 #[derive(Debug, Default)]
@@ -197,6 +201,8 @@ impl Engine {
         // channels; a bad one refuses the handshake (a missing one does not:
         // it may come with the first subscribe).
         let mut grant = None;
+        // Milliseconds a refused client should wait before its next handshake.
+        let mut back_off = None;
         if let (true, SubscribePolicy::Jwt(policy)) = (reply.ok(), &self.settings().subscribe) {
             if let Some(token) = presented_token(message) {
                 match policy.grant(token) {
@@ -205,12 +211,11 @@ impl Engine {
                         tracing::debug!(route = %self.name(), reason = e.label(), "handshake token refused");
                         self.count_refused_auth();
                         reply.fail(AUTH_FAILED.to_owned());
+                        back_off = Some(AUTH_FAILED_INTERVAL_MS);
                     }
                 }
             }
         }
-        // Milliseconds a refused client should wait before its next handshake.
-        let mut back_off = None;
         if reply.ok() {
             let created = match peer {
                 Ok(peer) => self.create_session(peer).await,
