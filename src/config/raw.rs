@@ -32,6 +32,12 @@ macro_rules! tunables {
             pub(super) eventsource_ping_secs: Option<Spanned<f64>>,
             pub(super) publish: Option<Spanned<String>>,
             pub(super) publish_secret_env: Option<Spanned<String>>,
+            pub(super) engine: Option<Spanned<String>>,
+            pub(super) redis_url_env: Option<Spanned<String>>,
+            pub(super) redis_namespace: Option<Spanned<String>>,
+            pub(super) redis_stream_max_len: Option<Spanned<u64>>,
+            pub(super) redis_timeout_secs: Option<Spanned<f64>>,
+            pub(super) redis_cursor_flush_secs: Option<Spanned<f64>>,
         }
     };
 }

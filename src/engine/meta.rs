@@ -177,6 +177,7 @@ impl Engine {
                     self.count_refused_handshake();
                     let (text, wait) = match refused {
                         Refused::Capacity => ("503::Server at capacity", 5000),
+                        Refused::Unavailable => (error::STORAGE_UNAVAILABLE, 1000),
                         Refused::Peer(Refusal::Sessions) => ("429::Too many sessions", 5000),
                         Refused::Peer(Refusal::Rate(wait)) => (
                             "429::Too many handshakes",
@@ -206,12 +207,22 @@ impl Engine {
     ) -> Result<ConnectWait, Map<String, Value>> {
         let mut reply = Reply::to(message);
         let client_id = message.get("clientId");
+        // A shared store that cannot be asked about this client: it may well
+        // exist, so it is told to retry (keeping its id), not to handshake.
+        let mut unavailable = false;
         let session = match client_id.and_then(Value::as_str) {
-            Some(id) => self.session(id).await,
+            Some(id) => self.connect_session(id).await.unwrap_or_else(|_| {
+                unavailable = true;
+                None
+            }),
             None => None,
         };
         if session.is_none() {
-            reply.fail(error::client_unknown(client_id));
+            reply.fail(if unavailable {
+                error::storage_unavailable(client_id.and_then(Value::as_str).unwrap_or(""))
+            } else {
+                error::client_unknown(client_id)
+            });
         }
         if !truthy(client_id) {
             reply.fail(error::parameter_missing("clientId"));
@@ -232,7 +243,12 @@ impl Engine {
             _ => {
                 reply.map.remove("clientId");
                 let mut reply = reply.finish();
-                reply.insert("advice".to_owned(), self.advice(false, eventsource));
+                let advice = if unavailable {
+                    json!({"reconnect": "retry", "interval": 1000})
+                } else {
+                    self.advice(false, eventsource)
+                };
+                reply.insert("advice".to_owned(), advice);
                 return Err(reply);
             }
         };
@@ -322,7 +338,9 @@ impl Engine {
                 break;
             };
             if !subscribe {
-                self.inner.store.unsubscribe(session, name).await;
+                if self.inner.store.unsubscribe(session, name).await.is_err() {
+                    reply.fail(error::storage_unavailable(name));
+                }
                 continue;
             }
             let outcome = self
@@ -345,6 +363,7 @@ impl Engine {
                     self.count_refused_subscription();
                     reply.fail(format!("503:{name}:Server at capacity"));
                 }
+                Subscribed::Unavailable => reply.fail(error::storage_unavailable(name)),
             }
         }
         reply.finish()
@@ -365,7 +384,7 @@ impl Engine {
         }
         match session {
             Some(session) if reply.ok() => {
-                self.destroy(&session);
+                self.disconnect_session(&session);
                 self.count_disconnect();
             }
             _ => {
@@ -398,7 +417,10 @@ impl Engine {
         }
         if let (true, Some(name)) = (reply.ok(), name) {
             message.remove("clientId");
-            self.publish(&name, message).await;
+            if self.publish(&name, message).await.is_err() {
+                // Never acknowledged and then dropped: the publisher is told.
+                reply.fail(error::storage_unavailable(&name));
+            }
         }
         reply.finish()
     }
