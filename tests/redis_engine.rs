@@ -23,7 +23,7 @@ async fn node(redis: &RedisServer, extra: &str) -> TestServer {
     let url = redis.url();
     TestServer::with_env(
         "",
-        "timeout_secs = 2\nmax_sessions_per_ip = 100000\nhandshake_rate_per_ip = 100000\nhandshake_burst_per_ip = 100000",
+        "timeout_secs = 2\nredis_timeout_secs = 5\nmax_sessions_per_ip = 100000\nhandshake_rate_per_ip = 100000\nhandshake_burst_per_ip = 100000",
         &routes,
         &[("TEST_REDIS_URL", url.as_str())],
     )
@@ -131,7 +131,7 @@ async fn round_robin_long_polls_over_three_nodes_lose_and_repeat_nothing() {
 }
 
 #[tokio::test]
-async fn a_publish_is_one_xadd_whatever_the_recipients() {
+async fn a_publish_is_one_script_whatever_the_recipients() {
     let Some(redis) = RedisServer::start().await else {
         return;
     };
@@ -144,11 +144,30 @@ async fn a_publish_is_one_xadd_whatever_the_recipients() {
         let h = if i % 2 == 0 { &ha } else { &hb };
         subscribers.push((i % 2, h.subscriber("/all").await));
     }
-    let before = redis.calls("xadd").await;
+    // The first publish loads the script into Redis (one call more).
+    ha.publish_ok("/warm-up", json!({})).await;
+    let before = [
+        redis.calls("xadd").await,
+        redis.calls("publish").await,
+        redis.calls("evalsha").await + redis.calls("eval").await,
+    ];
     for n in 1..=20 {
         ha.publish_ok("/all", json!({"n": n})).await;
     }
-    assert_eq!(redis.calls("xadd").await - before, 20);
+    // One script per publish (its XADD and PUBLISH inside), whatever the recipients.
+    let after = [
+        redis.calls("xadd").await,
+        redis.calls("publish").await,
+        redis.calls("evalsha").await + redis.calls("eval").await,
+    ];
+    assert_eq!(after[0] - before[0], 20, "XADD");
+    assert_eq!(after[1] - before[1], 20, "PUBLISH");
+    assert_eq!(after[2] - before[2], 20, "scripts");
+    assert_eq!(
+        redis.calls("xread").await,
+        0,
+        "nodes read nothing per publish"
+    );
     for (node, id) in &subscribers {
         let h = if *node == 0 { &ha } else { &hb };
         let mut got = Vec::new();

@@ -7,25 +7,22 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
-use ::redis::aio::MultiplexedConnection;
-use ::redis::Value;
 use tokio::time::Instant;
 
-use super::log::{entries, format_id, read_reply, Entry};
+use futures_util::StreamExt;
+
+use super::log::{announced, entries, format_id, Entry};
 use super::{Failure, Redis, Touched, UNSTARTED};
 use crate::bayeux::channel;
 use crate::engine::session::Session;
 use crate::engine::{Engine, Inner, Tally};
 
-/// Entries per `XRANGE` of a replay and per `XREAD` of the reader.
+/// Entries per `XRANGE` of a replay or a catch-up.
 const READ_COUNT: usize = 1000;
 
-/// How long the reader's `XREAD` blocks when the log is quiet.
-const READ_BLOCK: Duration = Duration::from_secs(1);
-
-/// Pause after a read that returned entries, so a busy log is read in batches:
-/// at most one read per window per node, whatever the publish rate.
-const READ_BATCH_WINDOW: Duration = Duration::from_millis(5);
+/// How long the log may be quiet before the reader checks that it did not
+/// miss anything (one command).
+const QUIET_CHECK: Duration = Duration::from_secs(1);
 
 /// Attempts of a replay to catch up with the reader before giving up (the
 /// client gets a `503` with `retry` advice and comes back).
@@ -213,6 +210,29 @@ impl Engine {
         tokio::spawn(maintain(weak));
     }
 
+    /// Dispatches the log after `from` up to its current end; returns the last
+    /// position read. Bounded: the log is.
+    async fn catch_up(&self, redis: &Redis, from: u128) -> Result<u128, Failure> {
+        let mut read = from;
+        let max_reads = self.settings().redis_stream_max_len / READ_COUNT + 4;
+        if read != 0 && redis.log_start_after(read).await? {
+            // The log's first entry is after where this node stopped: what
+            // was trimmed in between may have mattered.
+            redis.gaps.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(route = %self.inner.name, stopped_at = %format_id(read), "the log was trimmed past where this node stopped reading: events may be missing");
+        }
+        for _ in 0..max_reads {
+            let (batch, last) = entries(redis.read_after(read, READ_COUNT).await?);
+            let Some(last) = last else { break };
+            self.dispatch(redis, &batch, last);
+            read = last;
+            if batch.len() < READ_COUNT {
+                break;
+            }
+        }
+        Ok(read)
+    }
+
     /// Hands log entries to the local sessions whose subscriptions match, then
     /// moves the reader's position, all under the reader's lock (see `install`).
     fn dispatch(&self, redis: &Redis, batch: &[Entry], end: u128) {
@@ -220,13 +240,13 @@ impl Engine {
         let mut tally = Tally::default();
         {
             let mut position = redis.position.lock();
-            for entry in batch {
+            for entry in batch.iter().filter(|e| e.pos > *position) {
                 for session in redis.local.recipients(&entry.channel) {
                     let offered = session.offer_at(&entry.event, limits, entry.pos);
                     self.note(&mut tally, &session, offered);
                 }
             }
-            *position = end;
+            *position = (*position).max(end);
         }
         self.settle(tally);
     }
@@ -242,11 +262,16 @@ fn backoff(current: Duration) -> Duration {
     (current * 2).clamp(BACKOFF_MIN, BACKOFF_MAX)
 }
 
-/// The log reader of one route on this node: reads the log from where it
-/// left off (at first, from its end) on a connection of its own, since a
-/// blocking read holds its connection, and dispatches to local sessions.
+/// The log reader of one route on this node. It subscribes to the route's
+/// announcements (each publish's script announces its entry, so a node
+/// learns of every publish without a command of its own), then catches up
+/// with `XRANGE` from where it stopped (at first, from the log's end), and
+/// from then on dispatches announced entries in order. Entries it already
+/// dispatched are skipped, so the catch-up and the announcements overlap
+/// safely. When the log has been quiet for [`QUIET_CHECK`] it compares its
+/// position with the log's end (one command), so a connection that died
+/// silently, or announcements lost with it, are noticed and caught up.
 async fn read_log(weak: Weak<Inner>) {
-    let mut conn: Option<MultiplexedConnection> = None;
     let mut last: Option<u128> = None;
     let mut wait = BACKOFF_MIN;
     loop {
@@ -255,135 +280,96 @@ async fn read_log(weak: Weak<Inner>) {
             return;
         };
         let timeout = engine.settings().redis_timeout;
-        let key = redis.keys.log.clone();
-        let c = match conn.as_mut() {
-            Some(c) => c,
-            None => match redis.link.open(timeout).await {
-                Ok(c) => {
-                    conn = Some(c);
-                    match conn.as_mut() {
-                        Some(c) => {
-                            // Fresh connection: where does the log start? If it
-                            // starts after where this node stopped, it was trimmed
-                            // past entries this node never read.
-                            match first_and_last(c, &key, timeout).await {
-                                Ok((first, end)) => match last {
-                                    None => {
-                                        let start = end.unwrap_or(0);
-                                        last = Some(start);
-                                        *redis.position.lock() = start;
-                                    }
-                                    Some(stopped) => {
-                                        if first.is_some_and(|f| stopped != 0 && f > stopped) {
-                                            redis.gaps.fetch_add(1, Ordering::Relaxed);
-                                            tracing::warn!(route = %engine.inner.name, "the log was trimmed past where this node stopped reading: events may be missing");
-                                        }
-                                    }
-                                },
-                                Err(e) => {
-                                    redis.link.failed(&e);
-                                    redis.reading.store(false, Ordering::Relaxed);
-                                    conn = None;
-                                    drop(engine);
-                                    tokio::time::sleep(wait).await;
-                                    wait = backoff(wait);
-                                    continue;
-                                }
-                            }
-                            redis.reading.store(true, Ordering::Relaxed);
-                            c
-                        }
-                        None => continue,
-                    }
-                }
-                Err(e) => {
-                    redis.link.failed(&e);
-                    redis.reading.store(false, Ordering::Relaxed);
-                    drop(engine);
-                    tokio::time::sleep(wait).await;
-                    wait = backoff(wait);
-                    continue;
-                }
-            },
-        };
-        let from = format_id(last.unwrap_or(0));
-        let mut read = ::redis::cmd("XREAD");
-        read.arg("COUNT")
-            .arg(READ_COUNT)
-            .arg("BLOCK")
-            .arg(READ_BLOCK.as_millis() as u64)
-            .arg("STREAMS")
-            .arg(&key)
-            .arg(&from);
-        // Not holding the engine while blocked: a removed route goes away.
+        let channel = redis.keys.notify.clone();
+        let client = redis.link.client().clone();
         drop(engine);
-        let reply = tokio::time::timeout(READ_BLOCK + timeout, read.query_async::<Value>(c)).await;
+        let subscribed = tokio::time::timeout(timeout, async {
+            let mut pubsub = client.get_async_pubsub().await?;
+            pubsub.subscribe(&channel).await?;
+            Ok::<_, ::redis::RedisError>(pubsub)
+        })
+        .await;
         let Some(engine) = live(&weak) else { return };
         let Some(redis) = engine.inner.store.shared() else {
             return;
         };
-        match reply {
-            Ok(Ok(v)) => {
-                wait = BACKOFF_MIN;
-                redis.reading.store(true, Ordering::Relaxed);
-                let (batch, end) = read_reply(v);
-                if let Some(end) = end {
-                    engine.dispatch(redis, &batch, end);
+        let pubsub = match subscribed {
+            Ok(Ok(p)) => Some(p),
+            Ok(Err(e)) => {
+                redis.link.failed(&e);
+                None
+            }
+            Err(_) => None,
+        };
+        // Subscribed first, so nothing announced from now on is missed; then
+        // whatever was appended while this node was not listening.
+        let caught_up = match (&pubsub, last) {
+            (None, _) => false,
+            (Some(_), None) => match redis.log_end().await {
+                Ok(end) => {
+                    *redis.position.lock() = end;
                     last = Some(end);
-                    drop(engine);
-                    tokio::time::sleep(READ_BATCH_WINDOW).await;
+                    true
+                }
+                Err(_) => false,
+            },
+            (Some(_), Some(from)) => match engine.catch_up(redis, from).await {
+                Ok(end) => {
+                    last = Some(end);
+                    true
+                }
+                Err(_) => false,
+            },
+        };
+        let Some(pubsub) = pubsub.filter(|_| caught_up) else {
+            redis.reading.store(false, Ordering::Relaxed);
+            drop(engine);
+            tokio::time::sleep(wait).await;
+            wait = backoff(wait);
+            continue;
+        };
+        wait = BACKOFF_MIN;
+        redis.reading.store(true, Ordering::Relaxed);
+        drop(engine);
+        let mut stream = pubsub.into_on_message();
+        loop {
+            let next = tokio::time::timeout(QUIET_CHECK, stream.next()).await;
+            let Some(engine) = live(&weak) else { return };
+            let Some(redis) = engine.inner.store.shared() else {
+                return;
+            };
+            match next {
+                Ok(Some(msg)) => {
+                    if let Some(entry) = announced(msg.get_payload_bytes()) {
+                        let pos = entry.pos;
+                        engine.dispatch(redis, std::slice::from_ref(&entry), pos);
+                        last = Some(last.unwrap_or(0).max(pos));
+                    }
+                }
+                // The connection ended: reconnect and catch up.
+                Ok(None) => break,
+                Err(_) => {
+                    // Quiet: is the log really where this node is?
+                    let position = *redis.position.lock();
+                    match redis.log_end().await {
+                        Ok(end) if end > position => {
+                            // Usually an announcement still on its way; possibly a
+                            // dead connection. Subscribing again and catching up is
+                            // right either way.
+                            tracing::debug!(route = %engine.inner.name, "log ahead of announcements; subscribing again");
+                            break;
+                        }
+                        Ok(_) => {}
+                        Err(_) => break,
+                    }
                 }
             }
-            Ok(Err(e)) => {
-                tracing::debug!(error = %e, "redis log read failed");
-                redis.link.failed(&e);
+        }
+        if let Some(engine) = live(&weak) {
+            if let Some(redis) = engine.inner.store.shared() {
                 redis.reading.store(false, Ordering::Relaxed);
-                conn = None;
-                drop(engine);
-                tokio::time::sleep(wait).await;
-                wait = backoff(wait);
-            }
-            Err(_) => {
-                redis.reading.store(false, Ordering::Relaxed);
-                conn = None;
-                drop(engine);
-                tokio::time::sleep(wait).await;
-                wait = backoff(wait);
             }
         }
-    }
-}
-
-/// The log's first and last positions (`None` when it is empty).
-async fn first_and_last(
-    c: &mut MultiplexedConnection,
-    key: &str,
-    timeout: Duration,
-) -> ::redis::RedisResult<(Option<u128>, Option<u128>)> {
-    let work = async {
-        let (first, last): (Value, Value) = ::redis::pipe()
-            .cmd("XRANGE")
-            .arg(key)
-            .arg("-")
-            .arg("+")
-            .arg("COUNT")
-            .arg(1)
-            .cmd("XREVRANGE")
-            .arg(key)
-            .arg("+")
-            .arg("-")
-            .arg("COUNT")
-            .arg(1)
-            .query_async(c)
-            .await?;
-        Ok((entries(first).1, entries(last).1))
-    };
-    match tokio::time::timeout(timeout, work).await {
-        Ok(r) => r,
-        Err(_) => Err(::redis::RedisError::from(std::io::Error::new(
-            std::io::ErrorKind::TimedOut,
-            "redis timed out",
-        ))),
     }
 }
 
@@ -395,12 +381,16 @@ async fn maintain(weak: Weak<Inner>) {
     let mut wait = BACKOFF_MIN;
     let mut next_sweep = Instant::now() + SWEEP_EVERY;
     let mut retry: Vec<Arc<Session>> = Vec::new();
+    let mut first = true;
     loop {
         let period = match live(&weak) {
             Some(engine) => engine.settings().redis_cursor_flush,
             None => return,
         };
-        tokio::time::sleep(period).await;
+        // The first round connects at once.
+        if !std::mem::take(&mut first) {
+            tokio::time::sleep(period).await;
+        }
         let Some(engine) = live(&weak) else { return };
         let Some(redis) = engine.inner.store.shared() else {
             return;

@@ -8,13 +8,15 @@
 //!   the maintenance task reconnects with back-off ([`Link::reconnect`]).
 //! - **Bounded in flight.** At most [`MAX_IN_FLIGHT`] commands wait for Redis
 //!   at once; a command beyond that fails at once (counted) rather than waiting.
-//! - **A deadline on every command**, from the route's `redis_timeout`.
+//! - **A deadline on every command**, from the route's `redis_timeout`; a
+//!   command past it fails, and [`TIMEOUTS_BEFORE_DOWN`] in a row mark the
+//!   link down.
 //!
 //! Server errors (a script error, out of memory) fail the one command but do
 //! not mark the link down. Every failure is counted for `/metrics`.
 
 use std::future::Future;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -25,6 +27,11 @@ use tokio::sync::Semaphore;
 
 /// Commands waiting for Redis at once, per route and node.
 pub(crate) const MAX_IN_FLIGHT: usize = 1024;
+
+/// Commands timing out in a row before the link counts as down: one slow
+/// command (a long replay read on a loaded server) must not refuse every
+/// publish for a reconnect's time.
+const TIMEOUTS_BEFORE_DOWN: u32 = 3;
 
 /// Why a Redis operation did not happen.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,6 +50,7 @@ pub(crate) struct Link {
     up: AtomicBool,
     permits: Arc<Semaphore>,
     errors: AtomicU64,
+    timeouts: AtomicU32,
 }
 
 /// True for errors that say the connection, not the command, failed.
@@ -63,7 +71,13 @@ impl Link {
             up: AtomicBool::new(false),
             permits: Arc::new(Semaphore::new(MAX_IN_FLIGHT)),
             errors: AtomicU64::new(0),
+            timeouts: AtomicU32::new(0),
         }
+    }
+
+    /// The client (for connections of other kinds: pub/sub).
+    pub(crate) fn client(&self) -> &Client {
+        &self.client
     }
 
     /// True while the last attempt to reach Redis succeeded.
@@ -120,6 +134,7 @@ impl Link {
         };
         match tokio::time::timeout(timeout, attempt).await {
             Ok(Ok(conn)) => {
+                self.timeouts.store(0, Ordering::Relaxed);
                 *self.conn.lock() = Some(conn);
                 if !self.up.swap(true, Ordering::Relaxed) {
                     tracing::info!("redis reachable");
@@ -152,14 +167,19 @@ impl Link {
             return Err(Failure::Down);
         };
         match tokio::time::timeout(timeout, f(conn)).await {
-            Ok(Ok(v)) => Ok(v),
+            Ok(Ok(v)) => {
+                self.timeouts.store(0, Ordering::Relaxed);
+                Ok(v)
+            }
             Ok(Err(e)) => {
                 tracing::debug!(error = %e, "redis command failed");
                 Err(self.failed(&e))
             }
             Err(_) => {
                 self.errors.fetch_add(1, Ordering::Relaxed);
-                self.mark_down();
+                if self.timeouts.fetch_add(1, Ordering::Relaxed) + 1 >= TIMEOUTS_BEFORE_DOWN {
+                    self.mark_down();
+                }
                 Err(Failure::Down)
             }
         }

@@ -93,21 +93,18 @@ pub(crate) fn entries(reply: Value) -> (Vec<Entry>, Option<u128>) {
     (out, last)
 }
 
-/// Entries of an `XREAD` reply for one stream (`[[key, entries]]`, or nil when
-/// the block timed out).
-pub(crate) fn read_reply(reply: Value) -> (Vec<Entry>, Option<u128>) {
-    let stream = match reply {
-        Value::Array(mut streams) if !streams.is_empty() => streams.swap_remove(0),
-        Value::Map(mut streams) if !streams.is_empty() => {
-            let (_, v) = streams.swap_remove(0);
-            return entries(v);
-        }
-        _ => return (Vec::new(), None),
-    };
-    match stream {
-        Value::Array(mut pair) if pair.len() == 2 => entries(pair.swap_remove(1)),
-        _ => (Vec::new(), None),
-    }
+/// The entry a publish announced on the route's pub/sub channel:
+/// `{id}\n{channel}\n{event}`.
+pub(crate) fn announced(payload: &[u8]) -> Option<Entry> {
+    let mut parts = payload.splitn(3, |b| *b == b'\n');
+    let pos = parse_id(parts.next()?)?;
+    let channel = std::str::from_utf8(parts.next()?).ok()?.to_owned();
+    let event = Bytes::copy_from_slice(parts.next()?);
+    Some(Entry {
+        pos,
+        channel,
+        event,
+    })
 }
 
 #[cfg(test)]
@@ -127,27 +124,12 @@ mod tests {
     }
 
     #[test]
-    fn xread_reply_is_parsed_and_bad_entries_skipped() {
-        let bulk = |s: &str| Value::BulkString(s.as_bytes().to_vec());
-        let entry =
-            |id: &str, fields: Vec<Value>| Value::Array(vec![bulk(id), Value::Array(fields)]);
-        let reply = Value::Array(vec![Value::Array(vec![
-            bulk("log"),
-            Value::Array(vec![
-                entry(
-                    "1-1",
-                    vec![bulk("c"), bulk("/a"), bulk("m"), bulk("{\"x\":1}")],
-                ),
-                entry("1-2", vec![bulk("c"), bulk("/a")]),
-                entry("2-0", vec![bulk("m"), bulk("{}"), bulk("c"), bulk("/b")]),
-            ]),
-        ])]);
-        let (entries, last) = read_reply(reply);
-        assert_eq!(entries.len(), 2);
-        assert_eq!(entries[0].channel, "/a");
-        assert_eq!(&entries[0].event[..], b"{\"x\":1}");
-        assert_eq!(entries[1].pos, 2u128 << 64);
-        assert_eq!(last, Some(2u128 << 64));
-        assert_eq!(read_reply(Value::Nil).0.len(), 0);
+    fn announcements_are_parsed() {
+        let e = announced(b"5-1\n/a/b\n{\"data\":\"x\\ny\"}").unwrap();
+        assert_eq!(e.pos, (5u128 << 64) | 1);
+        assert_eq!(e.channel, "/a/b");
+        assert_eq!(&e.event[..], b"{\"data\":\"x\\ny\"}");
+        assert!(announced(b"nonsense").is_none());
+        assert!(announced(b"1-1\n/a").is_none());
     }
 }

@@ -18,13 +18,14 @@
 //! | `ns s:{clientId}` | hash | the session: `node` (which node serves it now) and one field `s:{pattern}` per subscription, valued with the log position at which it was made; expires `2 × timeout` after the last handshake or connect (`PEXPIRE`) |
 //! | `ns cursors` | hash | per clientId, the log position up to which the client was handed everything it should get |
 //! | `ns sweep` | string | the sweeper's lock (`SET NX PX`) |
+//! | `ns notify` | pub/sub channel | each publish's entry (`{id}\n{channel}\n{event}`), announced to every node |
 //!
 //! Commands per operation:
 //!
 //! | operation | Redis commands |
 //! |---|---|
-//! | publish | **one `XADD … MAXLEN ~ N`**, whatever the recipients or nodes |
-//! | delivery | none per event: each node runs one reader (`XREAD BLOCK` from the last position it read, at most one read per 5 ms batch window) and hands each entry to its *local* sessions whose subscriptions match, through the same local index and bounded mailbox as the memory store |
+//! | publish | **one script** (`EVALSHA`: `XADD … MAXLEN ~ N` and `PUBLISH` of the entry, atomically, so announcements come in log order), whatever the recipients or nodes |
+//! | delivery | none: each node is subscribed to the route's announcements and hands each entry to its *local* sessions whose subscriptions match, through the same local index and bounded mailbox as the memory store; after a reconnect it catches up with `XRANGE` from the last position it dispatched, and after a second without announcements it compares its position with the log's end (one command) |
 //! | handshake | one script: create the session hash, set its TTL, set its cursor to the log's end |
 //! | connect | one script (`touch`): refresh the TTL, save the cursor, and say whether another node served the client since |
 //! | long-poll answer with events | one `HSET` of the cursor, before the answer is written |
@@ -38,7 +39,12 @@
 //!
 //! Every entry has a position (its stream id) and the log's order is the
 //! publish order everywhere: a node's own publishes reach its subscribers
-//! through its reader too. A session holds `seen`, the newest position offered
+//! through its reader too, and announcements leave Redis in log order (the
+//! append and the announcement are one script). Why announcements rather
+//! than each node reading the log: a blocking read is one command per node
+//! per wake-up, so at modest publish rates the cost per publish grows with
+//! the nodes; an announcement reaches every node for the one command of the
+//! publish. The log stays the source of truth for replays and catch-ups. A session holds `seen`, the newest position offered
 //! to it; an entry at or below it is never queued again, so the replay of a
 //! moving client and the live reader, which may both offer one entry, queue
 //! it once. A client loaded on a node is indexed for live delivery only once
@@ -70,6 +76,16 @@
 //! - Mailbox bounds apply to replays too: the oldest events beyond them are
 //!   dropped and counted, as in memory.
 //!
+//! # Bounds
+//!
+//! The log is trimmed to about `redis_stream_max_len` entries; a session's
+//! hash holds at most `max_subscriptions` subscriptions (checked in the
+//! subscribe script too); a replay lands in the session's bounded mailbox;
+//! at most [`link::MAX_IN_FLIGHT`] commands wait for Redis per route and node,
+//! and none while Redis is unreachable; announcements a node has not read yet
+//! are bounded by Redis's own output-buffer limit for subscribers, past which
+//! Redis closes the connection and the node catches up from the log.
+//!
 //! # Lifetimes
 //!
 //! A session is removed cluster-wide by Redis itself when its hash expires
@@ -90,9 +106,12 @@
 //! with `reconnect: retry` advice, so the client keeps its id and tries again.
 //! Commands fail fast while the link is down (nothing queues), `/readyz`
 //! answers 503 naming the route, and `/metrics` has the route's Redis state and
-//! error count. The link reconnects with back-off; the reader resumes from the
-//! last position it read, so entries published meanwhile through other nodes
-//! are delivered. A Redis that lost its data (restarted without persistence)
+//! error count. The link reconnects with back-off; the reader subscribes
+//! again and catches up from the last position it dispatched, so entries
+//! published meanwhile through other nodes are delivered. A publish whose
+//! reply was lost (Redis died after appending, or the reply timed out) is
+//! reported as refused though it may still be delivered: a publisher that
+//! retries may then deliver twice. A Redis that lost its data (restarted without persistence)
 //! has lost its sessions: their clients are told to handshake again.
 
 mod engine;
@@ -117,6 +136,15 @@ use crate::config::{EngineSettings, RedisTarget};
 pub(crate) use link::Failure;
 use link::Link;
 use log::{format_id, pos_of, text_of};
+
+/// A publish: appends the event to the log and announces it, entry and all,
+/// on the route's pub/sub channel, atomically, so every node receives the
+/// entries in log order without a read of its own.
+const APPEND: &str = r"
+local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 'c', ARGV[2], 'm', ARGV[3])
+redis.call('PUBLISH', ARGV[4], id .. '\n' .. ARGV[2] .. '\n' .. ARGV[3])
+return id
+";
 
 /// Creates a session: its hash (with the serving node and TTL) and its cursor
 /// at the log's current end. Nil when the id is taken.
@@ -196,6 +224,8 @@ return r[1]
 #[derive(Debug)]
 struct Keys {
     log: String,
+    /// The pub/sub channel announcing new entries (not a key).
+    notify: String,
     cursors: String,
     sweep: String,
     session_prefix: String,
@@ -205,6 +235,7 @@ impl Keys {
     fn new(ns: &str) -> Self {
         Keys {
             log: format!("{ns}log"),
+            notify: format!("{ns}notify"),
             cursors: format!("{ns}cursors"),
             sweep: format!("{ns}sweep"),
             session_prefix: format!("{ns}s:"),
@@ -218,6 +249,7 @@ impl Keys {
 
 #[derive(Debug)]
 struct Scripts {
+    append: Script,
     create: Script,
     load: Script,
     touch: Script,
@@ -293,6 +325,7 @@ impl Redis {
             link: Link::new(client),
             node,
             scripts: Scripts {
+                append: Script::new(APPEND),
                 create: Script::new(CREATE),
                 load: Script::new(LOAD),
                 touch: Script::new(TOUCH),
@@ -576,27 +609,61 @@ impl Redis {
         Ok(self.local.unsubscribe(session, pattern))
     }
 
-    /// Appends one event to the log: the single command of a publish.
+    /// Appends one event to the log and announces it: the single command
+    /// (one script) of a publish.
     pub(crate) async fn append(&self, channel: &str, event: &Bytes) -> Result<(), Failure> {
         let settings = self.settings.load();
         let max_len = settings.redis_stream_max_len;
         self.link
             .run(settings.redis_timeout, |mut c| async move {
-                ::redis::cmd("XADD")
-                    .arg(&self.keys.log)
-                    .arg("MAXLEN")
-                    .arg("~")
+                self.scripts
+                    .append
+                    .key(&self.keys.log)
                     .arg(max_len)
-                    .arg("*")
-                    .arg("c")
                     .arg(channel)
-                    .arg("m")
                     .arg(&event[..])
-                    .query_async::<Value>(&mut c)
+                    .arg(&self.keys.notify)
+                    .invoke_async::<Value>(&mut c)
                     .await
             })
             .await
             .map(|_| ())
+    }
+
+    /// True when the log's first entry is after `pos` (it was trimmed past it).
+    pub(crate) async fn log_start_after(&self, pos: u128) -> Result<bool, Failure> {
+        let reply: Value = self
+            .link
+            .run(self.command_timeout(), |mut c| async move {
+                ::redis::cmd("XRANGE")
+                    .arg(&self.keys.log)
+                    .arg("-")
+                    .arg("+")
+                    .arg("COUNT")
+                    .arg(1)
+                    .query_async(&mut c)
+                    .await
+            })
+            .await?;
+        Ok(log::entries(reply).1.is_some_and(|first| first > pos))
+    }
+
+    /// The last position of the log (`0` when empty).
+    pub(crate) async fn log_end(&self) -> Result<u128, Failure> {
+        let reply: Value = self
+            .link
+            .run(self.command_timeout(), |mut c| async move {
+                ::redis::cmd("XREVRANGE")
+                    .arg(&self.keys.log)
+                    .arg("+")
+                    .arg("-")
+                    .arg("COUNT")
+                    .arg(1)
+                    .query_async(&mut c)
+                    .await
+            })
+            .await?;
+        Ok(log::entries(reply).1.unwrap_or(0))
     }
 
     /// Saves cursors, all in one command.
