@@ -70,6 +70,9 @@
 //!   old node noticed the close may likewise get the last flush window again.
 //! - A long-poll whose HTTP connection dies while its answer is written loses
 //!   that answer's events, as with the memory store.
+//! - An EventSource stream on one node with its heartbeat connects reaching
+//!   another: the other node serves those connects too, so events can be
+//!   delivered by both.
 //! - A client away for longer than the log covers (`redis_stream_max_len`
 //!   entries on the whole route) gets what the log still holds; the gap is
 //!   counted (`bayeux_edge_redis_replay_gaps_total`) and logged, never silent.
