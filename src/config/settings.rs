@@ -54,6 +54,16 @@ pub struct EngineSettings {
     pub subscribe: SubscribePolicy,
     /// Which web origins may use the route from a browser. Default: any (as Faye).
     pub origins: OriginPolicy,
+    /// Redis routes: entries kept in the route's publish log (`XADD … MAXLEN ~`).
+    /// A client away for longer than the log covers gets what remains, and the
+    /// gap is counted. Default 10 000.
+    pub redis_stream_max_len: usize,
+    /// Redis routes: time allowed for one Redis command before it counts as a
+    /// failure. Default 1 s.
+    pub redis_timeout: Duration,
+    /// Redis routes: how often the delivery cursors of streaming clients
+    /// (WebSocket, EventSource) are written, in one command per node. Default 250 ms.
+    pub redis_cursor_flush: Duration,
 }
 
 impl Default for EngineSettings {
@@ -79,6 +89,9 @@ impl Default for EngineSettings {
             publish: PublishPolicy::Open,
             subscribe: SubscribePolicy::Open,
             origins: OriginPolicy::Any,
+            redis_stream_max_len: 10_000,
+            redis_timeout: Duration::from_secs(1),
+            redis_cursor_flush: Duration::from_millis(250),
         }
     }
 }

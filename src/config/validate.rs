@@ -8,6 +8,7 @@ use std::time::Duration;
 use toml::Spanned;
 
 use super::raw::{RawAdmin, RawDefaults, RawFile, RawListener, RawRoute, RawServer};
+use super::storage::{check_namespace, check_url, default_namespace, RedisTarget, Storage};
 use super::{
     CertFiles, Config, ConfigError, EngineSettings, Env, ListenerSpec, LogFormat, RouteSpec,
     ServerSettings, TlsSpec,
@@ -162,6 +163,16 @@ macro_rules! apply_tunables {
         }
         if let Some(v) = &raw.eventsource_ping_secs {
             s.eventsource_ping = secs(ctx, v, context, "eventsource_ping_secs", 0.1, 3600.0)?;
+        }
+        if let Some(v) = &raw.redis_stream_max_len {
+            s.redis_stream_max_len =
+                count(ctx, v, context, "redis_stream_max_len", 100, 100_000_000)?;
+        }
+        if let Some(v) = &raw.redis_timeout_secs {
+            s.redis_timeout = secs(ctx, v, context, "redis_timeout_secs", 0.01, 60.0)?;
+        }
+        if let Some(v) = &raw.redis_cursor_flush_secs {
+            s.redis_cursor_flush = secs(ctx, v, context, "redis_cursor_flush_secs", 0.01, 60.0)?;
         }
         if raw.publish.is_some() || raw.publish_secret_env.is_some() {
             s.publish = publish_policy(
@@ -584,6 +595,14 @@ pub(super) fn config(
     };
     let server = build_server(&ctx, &raw.server)?;
     let defaults = apply_tunables!(&ctx, &raw.defaults, EngineSettings::default(), "defaults: ");
+    if let Some(ns) = &raw.defaults.redis_namespace {
+        return Err(ctx.invalid(
+            ns.span().start,
+            "defaults: ",
+            "redis_namespace",
+            "must be set per route: routes sharing a namespace would share sessions",
+        ));
+    }
     let mut routes: Vec<RouteSpec> = Vec::new();
     for r in &raw.route {
         let prefix = r.prefix.get_ref().clone();
@@ -605,10 +624,32 @@ pub(super) fn config(
             None => None,
             Some(u) => Some(upstream(&ctx, u, &context)?),
         };
+        let storage = storage(&ctx, r, &raw.defaults, &prefix, &context)?;
+        if upstream.is_some() && storage != Storage::Memory {
+            let at = r.engine.as_ref().map(|v| v.span().start).unwrap_or(0);
+            return Err(ctx.invalid(at, &context, "engine", "an upstream route has no engine"));
+        }
+        if let Storage::Redis(target) = &storage {
+            let shared = routes.iter().any(|x| {
+                x.storage
+                    .redis()
+                    .is_some_and(|t| t.url == target.url && t.namespace == target.namespace)
+            });
+            if shared {
+                let at = r.redis_namespace.as_ref().unwrap_or(&r.prefix).span().start;
+                return Err(ctx.invalid(
+                    at,
+                    &context,
+                    "redis_namespace",
+                    "another route uses the same Redis and namespace",
+                ));
+            }
+        }
         routes.push(RouteSpec {
             prefix,
             settings,
             upstream,
+            storage,
         });
     }
     Ok(Config {
@@ -616,6 +657,87 @@ pub(super) fn config(
         server,
         routes,
     })
+}
+
+/// The route's storage: `engine` (route, else defaults), and for Redis the URL
+/// from the variable `redis_url_env` names and the key namespace.
+fn storage(
+    ctx: &Ctx<'_>,
+    r: &RawRoute,
+    defaults: &RawDefaults,
+    prefix: &str,
+    context: &str,
+) -> Result<Storage, ConfigError> {
+    let engine = r.engine.as_ref().or(defaults.engine.as_ref());
+    let url_env = r.redis_url_env.as_ref().or(defaults.redis_url_env.as_ref());
+    let namespace = r.redis_namespace.as_ref();
+    match engine.map(|e| (e, e.get_ref().as_str())) {
+        None | Some((_, "memory")) => {
+            // Only the route's own keys: defaults may serve Redis routes elsewhere.
+            if let Some(v) = r.redis_url_env.as_ref().or(namespace) {
+                return Err(ctx.invalid(
+                    v.span().start,
+                    context,
+                    if r.redis_url_env.is_some() {
+                        "redis_url_env"
+                    } else {
+                        "redis_namespace"
+                    },
+                    "only applies with engine = \"redis\"",
+                ));
+            }
+            Ok(Storage::Memory)
+        }
+        Some((e, "redis")) => {
+            let Some(var) = url_env else {
+                return Err(ctx.invalid(
+                    e.span().start,
+                    context,
+                    "redis_url_env",
+                    "engine = \"redis\" needs the name of the environment variable holding the Redis URL",
+                ));
+            };
+            let url = match ctx.env.var(var.get_ref()) {
+                Some(v) if !v.trim().is_empty() => v.trim().to_owned(),
+                _ => {
+                    return Err(ctx.invalid(
+                        var.span().start,
+                        context,
+                        "redis_url_env",
+                        format!("environment variable {} is not set or empty", var.get_ref()),
+                    ))
+                }
+            };
+            check_url(&url).map_err(|reason| {
+                ctx.invalid(
+                    var.span().start,
+                    context,
+                    "redis_url_env",
+                    format!("{}: {reason}", var.get_ref()),
+                )
+            })?;
+            let namespace = match namespace {
+                Some(ns) => {
+                    check_namespace(ns.get_ref()).map_err(|reason| {
+                        ctx.invalid(ns.span().start, context, "redis_namespace", reason)
+                    })?;
+                    ns.get_ref().clone()
+                }
+                None => default_namespace(prefix),
+            };
+            Ok(Storage::Redis(RedisTarget {
+                url,
+                url_env: var.get_ref().clone(),
+                namespace,
+            }))
+        }
+        Some((e, _)) => Err(ctx.invalid(
+            e.span().start,
+            context,
+            "engine",
+            "must be \"memory\" or \"redis\"",
+        )),
+    }
 }
 
 fn upstream(ctx: &Ctx<'_>, u: &Spanned<String>, context: &str) -> Result<http::Uri, ConfigError> {

@@ -172,6 +172,16 @@ impl ConnectWait {
     /// first (the HTTP connection closed), queued events stay in the mailbox
     /// for the next connect.
     pub async fn wait(mut self) -> Vec<Item> {
+        let items = self.wait_inner().await;
+        // A shared store learns what this answer hands out before it leaves,
+        // so the client's next connect resumes right after it on any node.
+        if items.len() > 1 && self.engine.is_shared() {
+            self.engine.checkpoint(&self.session).await;
+        }
+        items
+    }
+
+    async fn wait_inner(&mut self) -> Vec<Item> {
         let drain = self.engine.inner.drain.clone();
         let stop = drain.draining();
         tokio::pin!(stop);

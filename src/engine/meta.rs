@@ -223,15 +223,25 @@ impl Engine {
             };
             match created {
                 Ok(session) => {
-                    if let Some(g) = grant {
-                        session.set_grant(g);
+                    let recorded = match grant {
+                        Some(g) => self.inner.store.grant(&session, g).await.is_ok(),
+                        None => true,
+                    };
+                    if recorded {
+                        reply.set("clientId", json!(session.id()));
+                    } else {
+                        // Without its grant the session could read nothing.
+                        self.disconnect_session(&session);
+                        self.count_refused_handshake();
+                        reply.fail(error::STORAGE_UNAVAILABLE.to_owned());
+                        back_off = Some(1000);
                     }
-                    reply.set("clientId", json!(session.id()));
                 }
                 Err(refused) => {
                     self.count_refused_handshake();
                     let (text, wait) = match refused {
                         Refused::Capacity => ("503::Server at capacity", 5000),
+                        Refused::Unavailable => (error::STORAGE_UNAVAILABLE, 1000),
                         Refused::Peer(Refusal::Sessions) => ("429::Too many sessions", 5000),
                         Refused::Peer(Refusal::Rate(wait)) => (
                             "429::Too many handshakes",
@@ -260,7 +270,27 @@ impl Engine {
         ctx: &mut Ctx<'_>,
     ) -> Result<ConnectWait, Map<String, Value>> {
         let mut reply = Reply::to(message);
-        let session = self.sender(message, &mut reply).await;
+        let client_id = message.get("clientId");
+        // A shared store that cannot be asked about this client: it may well
+        // exist, so it is told to retry (keeping its id), not to handshake.
+        let mut unavailable = false;
+        let session = match client_id.and_then(Value::as_str) {
+            Some(id) => self.connect_session(id).await.unwrap_or_else(|_| {
+                unavailable = true;
+                None
+            }),
+            None => None,
+        };
+        if session.is_none() {
+            reply.fail(if unavailable {
+                error::storage_unavailable(client_id.and_then(Value::as_str).unwrap_or(""))
+            } else {
+                error::client_unknown(client_id)
+            });
+        }
+        if !truthy(client_id) {
+            reply.fail(error::parameter_missing("clientId"));
+        }
         let conn_type = message.get("connectionType");
         let known = conn_type
             .and_then(Value::as_str)
@@ -280,7 +310,12 @@ impl Engine {
             _ => {
                 reply.map.remove("clientId");
                 let mut reply = reply.finish();
-                reply.insert("advice".to_owned(), self.advice(false, eventsource));
+                let advice = if unavailable {
+                    json!({"reconnect": "retry", "interval": 1000})
+                } else {
+                    self.advice(false, eventsource)
+                };
+                reply.insert("advice".to_owned(), advice);
                 return Err(reply);
             }
         };
@@ -346,7 +381,8 @@ impl Engine {
         let settings = self.settings();
         let bounds = settings.channel_bounds();
         if let (true, true, Some(session)) = (subscribe, reply.ok(), &session) {
-            self.renew_grant(session, message, &settings.subscribe, &mut reply);
+            self.renew_grant(session, message, &settings.subscribe, &mut reply)
+                .await;
         }
         for item in list {
             if !reply.ok() {
@@ -364,7 +400,9 @@ impl Engine {
                 break;
             };
             if !subscribe {
-                self.inner.store.unsubscribe(session, name).await;
+                if self.inner.store.unsubscribe(session, name).await.is_err() {
+                    reply.fail(error::storage_unavailable(name));
+                }
                 continue;
             }
             if !self
@@ -395,6 +433,7 @@ impl Engine {
                     self.count_refused_subscription();
                     reply.fail(format!("503:{name}:Server at capacity"));
                 }
+                Subscribed::Unavailable => reply.fail(error::storage_unavailable(name)),
             }
         }
         reply.finish()
@@ -402,9 +441,9 @@ impl Engine {
 
     /// Under a `jwt` policy, a token presented on a subscribe replaces the
     /// session's grants; one that does not verify refuses the whole message.
-    fn renew_grant(
+    async fn renew_grant(
         &self,
-        session: &Session,
+        session: &Arc<Session>,
         message: &Map<String, Value>,
         policy: &SubscribePolicy,
         reply: &mut Reply,
@@ -413,7 +452,11 @@ impl Engine {
             return;
         };
         match policy.grant(token) {
-            Ok(grant) => session.set_grant(grant),
+            Ok(grant) => {
+                if self.inner.store.grant(session, grant).await.is_err() {
+                    reply.fail(error::STORAGE_UNAVAILABLE.to_owned());
+                }
+            }
             Err(e) => {
                 tracing::debug!(route = %self.name(), reason = e.label(), "subscribe token refused");
                 self.count_refused_auth();
@@ -448,7 +491,7 @@ impl Engine {
         let session = self.sender(message, &mut reply).await;
         match session {
             Some(session) if reply.ok() => {
-                self.destroy(&session);
+                self.disconnect_session(&session);
                 self.count_disconnect();
             }
             _ => {
@@ -481,7 +524,10 @@ impl Engine {
         }
         if let (true, Some(name)) = (reply.ok(), name) {
             message.remove("clientId");
-            self.publish(&name, message).await;
+            if self.publish(&name, message).await.is_err() {
+                // Never acknowledged and then dropped: the publisher is told.
+                reply.fail(error::storage_unavailable(&name));
+            }
         }
         reply.finish()
     }

@@ -147,6 +147,8 @@ pub(crate) enum Subscribed {
     RouteFull,
     /// The session ended.
     Gone,
+    /// The shared store could not record it (Redis unreachable).
+    Unavailable,
 }
 
 /// What an ended session leaves to clean up outside its lock.
@@ -169,6 +171,13 @@ struct State {
     /// Events dropped since the last report about this session, and when that was.
     unreported_drops: u64,
     last_drop_report: Option<Instant>,
+    /// Shared stores only (see `super::redis`): the log position of the newest
+    /// event offered or skipped past, the one of the newest event handed to a
+    /// transport, and whether that moved since the position was last saved.
+    /// A memory session leaves them at zero.
+    seen: u128,
+    handed: u128,
+    unsaved: bool,
     /// What a token lets this session read (`jwt` subscribe policy only).
     grant: Option<Arc<SessionGrant>>,
     /// The session ended because its token's time was up.
@@ -216,6 +225,9 @@ impl Session {
                 last_drop_report: None,
                 grant: None,
                 token_expired: false,
+                seen: 0,
+                handed: 0,
+                unsaved: false,
             }),
         }
     }
@@ -291,41 +303,114 @@ impl Session {
             }
             // A session stops receiving the moment its token runs out, not at
             // its next connect or the next sweep.
-            if let Some(grant) = &st.grant {
-                if grant.expired(SystemTime::now()) {
-                    out.token_expired = true;
-                    return out;
-                }
+            if Self::token_out(&st) {
+                out.token_expired = true;
+                return out;
             }
-            while !st.queue.is_empty()
-                && (st.queue.len() >= limits.max_messages
-                    || st.queued_bytes + event.len() > limits.max_bytes)
-            {
-                if let Some(old) = st.queue.pop_front() {
-                    st.queued_bytes -= old.len();
-                    out.dropped += 1;
-                }
-            }
-            st.queued_bytes += event.len();
-            st.queue.push_back(event.clone());
-            out.delivered = true;
-            if out.dropped > 0 {
-                st.unreported_drops += out.dropped;
-                let now = Instant::now();
-                let due = st
-                    .last_drop_report
-                    .is_none_or(|t| now.duration_since(t) >= OVERFLOW_REPORT_EVERY);
-                if due {
-                    out.report = Some(std::mem::take(&mut st.unreported_drops));
-                    st.last_drop_report = Some(now);
-                }
-            }
-            st.owner.waiter().map(|w| w.notify.clone())
+            Self::enqueue(&mut st, event, limits, &mut out)
         };
         if let Some(n) = notify {
             n.notify_one();
         }
         out
+    }
+
+    /// Shared stores: queues the event at log position `pos`, unless the
+    /// session already has it (a replay and the live log reader may both
+    /// offer one event: the position decides, so it is queued once).
+    pub(crate) fn offer_at(&self, event: &Bytes, limits: QueueLimits, pos: u128) -> Offered {
+        let mut out = Offered::default();
+        let notify = {
+            let mut st = self.state.lock();
+            if !st.alive || pos <= st.seen {
+                return out;
+            }
+            st.seen = pos;
+            if Self::token_out(&st) {
+                out.token_expired = true;
+                return out;
+            }
+            Self::enqueue(&mut st, event, limits, &mut out)
+        };
+        if let Some(n) = notify {
+            n.notify_one();
+        }
+        out
+    }
+
+    /// Shared stores: the session starts at log position `pos` (its saved
+    /// cursor): everything up to it was handed out before.
+    pub(crate) fn start_at(&self, pos: u128) {
+        let mut st = self.state.lock();
+        st.seen = pos;
+        st.handed = pos;
+    }
+
+    /// Shared stores: nothing up to `pos` is still to be offered (a replay read
+    /// the log that far).
+    pub(crate) fn skip_to(&self, pos: u128) {
+        let mut st = self.state.lock();
+        st.seen = st.seen.max(pos);
+    }
+
+    /// Shared stores: the position to save as this session's delivery cursor,
+    /// given that the log reader has offered every entry up to `reader` (read
+    /// before this call). With nothing queued, everything offered was handed
+    /// out (or dropped and counted), so the cursor may move past `reader` too;
+    /// otherwise it stays at the last event handed to a transport.
+    pub(crate) fn cursor(&self, reader: u128) -> u128 {
+        let mut st = self.state.lock();
+        st.unsaved = false;
+        if st.queue.is_empty() {
+            st.seen.max(reader).max(st.handed)
+        } else {
+            st.handed
+        }
+    }
+
+    /// Shared stores: true (once) when events were handed out since the cursor
+    /// was last taken with [`Session::cursor`].
+    pub(crate) fn take_unsaved(&self) -> bool {
+        std::mem::take(&mut self.state.lock().unsaved)
+    }
+
+    /// True when the token that granted the session's subscriptions ran out.
+    fn token_out(st: &State) -> bool {
+        st.grant
+            .as_ref()
+            .is_some_and(|g| g.expired(SystemTime::now()))
+    }
+
+    fn enqueue(
+        st: &mut State,
+        event: &Bytes,
+        limits: QueueLimits,
+        out: &mut Offered,
+    ) -> Option<Arc<Notify>> {
+        while !st.queue.is_empty()
+            && (st.queue.len() >= limits.max_messages
+                || st.queued_bytes + event.len() > limits.max_bytes)
+        {
+            if let Some(old) = st.queue.pop_front() {
+                st.queued_bytes -= old.len();
+                out.dropped += 1;
+            }
+        }
+        st.queued_bytes += event.len();
+        st.queue.push_back(event.clone());
+        out.delivered = true;
+        if out.dropped > 0 {
+            st.unreported_drops += out.dropped;
+            let now = Instant::now();
+            let due = st
+                .last_drop_report
+                .is_none_or(|t| now.duration_since(t) >= OVERFLOW_REPORT_EVERY);
+            if due {
+                out.report = Some(std::mem::take(&mut st.unreported_drops));
+                st.last_drop_report = Some(now);
+            }
+        }
+        st.owner.waiter().map(|w| w.notify.clone())
     }
 
     /// Makes `waiter` the delivery owner as a held long-poll or a stream, waking
@@ -379,7 +464,7 @@ impl Session {
             Owner::Stream(w) if w.generation == generation => {}
             _ => return StreamDrain::Superseded,
         }
-        st.queued_bytes = 0;
+        Self::handing_out(&mut st);
         StreamDrain::Events(st.queue.drain(..).collect())
     }
 
@@ -397,7 +482,7 @@ impl Session {
         if st.queue.is_empty() {
             return PollState::Empty;
         }
-        st.queued_bytes = 0;
+        Self::handing_out(&mut st);
         st.owner = Owner::None;
         PollState::Ready(st.queue.drain(..).collect())
     }
@@ -409,8 +494,17 @@ impl Session {
         if !st.alive || !matches!(st.owner, Owner::None) {
             return Vec::new();
         }
-        st.queued_bytes = 0;
+        Self::handing_out(&mut st);
         st.queue.drain(..).collect()
+    }
+
+    /// The whole queue is about to be handed to a transport.
+    fn handing_out(st: &mut State) {
+        st.queued_bytes = 0;
+        if !st.queue.is_empty() {
+            st.handed = st.seen;
+            st.unsaved = true;
+        }
     }
 
     /// Adds `pattern` unless present or the session holds `max`; `index` adds

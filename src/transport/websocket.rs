@@ -222,12 +222,23 @@ where
                 break;
             }
         }
+        // Boxed: the resting session future should not carry this state.
+        Box::pin(self.checkpoint()).await;
         self.slot.unbind();
+    }
+
+    /// A Redis route saves where the client's delivery stands, so its next
+    /// connect, on whichever node, resumes right after it.
+    async fn checkpoint(&mut self) {
+        if let Some(session) = self.slot.bound() {
+            self.engine.checkpoint(session).await;
+        }
     }
 
     async fn drain(&mut self) -> Flow {
         let _ = self.flush_events().await;
         let _ = self.finish_due(true).await;
+        self.checkpoint().await;
         self.close(CloseCode::Away, "server shutting down").await;
         Flow::Stop
     }

@@ -45,6 +45,10 @@ SECRET_LINE = (
         pytest.param(SECRET_LINE, "", "STAGING_PUBLISH_SECRET", id="routes-secret-missing"),
         pytest.param('"name": "STAGING_PUBLISH_SECRET", "valueFrom"', '"name": "STAGING_PUBLISH_SECRT", "valueFrom"',
                      "STAGING_PUBLISH_SECRET", id="routes-secret-misnamed"),
+        pytest.param(',\n        { "name": "REDIS_URL", "valueFrom": "arn:aws:secretsmanager:${AWS_REGION}:${AWS_ACCOUNT_ID}:secret:bayeux-edge/redis/url" }',
+                     "", "REDIS_URL", id="redis-url-secret-missing"),
+        pytest.param("secret:bayeux-edge/redis/url", "secret:shared/redis/url", "may not read",
+                     id="redis-url-outside-execution-role"),
         pytest.param("secret:bayeux-edge/production/publish", "secret:bayeux-edge/production/publish-legacy",
                      "partial ARN", id="secret-name-looks-like-suffix"),
         pytest.param("secret:bayeux-edge/production/publish", "secret:other-app/production/publish",
@@ -77,7 +81,7 @@ def test_every_route_secret_has_a_task_definition_secret():
     """The rule below is not vacuous: the routes file does name publish and token secrets."""
     needed = dc.env_names(dc.load_routes())
     envs = ("DEVELOPMENT", "STAGING", "PRODUCTION")
-    expected = {f"{env}_{kind}_SECRET" for env in envs for kind in ("PUBLISH", "JWT")}
+    expected = {f"{env}_{kind}_SECRET" for env in envs for kind in ("PUBLISH", "JWT")} | {"REDIS_URL"}
     assert needed == expected, needed
 
 

@@ -93,9 +93,11 @@ function portOf(addr, what) {
 
 class EdgeProcess {
   // `dir` holds routes.toml (already written by the caller), the ready file and the log.
-  constructor(dir, { name = 'edge' } = {}) {
+  // `env`: extra environment variables (e.g. the Redis URL a route names).
+  constructor(dir, { name = 'edge', env = {} } = {}) {
     this.dir = dir;
     this.name = name;
+    this.env = env;
     this.config = path.join(dir, 'routes.toml');
     this.ready = path.join(dir, `${name}.ready.json`);
     this.logFile = path.join(dir, `${name}.log`);
@@ -113,7 +115,7 @@ class EdgeProcess {
     const child = spawn(binary, ['serve', '--config', this.config, '--ready-file', this.ready], {
       cwd: this.dir,
       stdio: ['ignore', log, VERBOSE ? 'inherit' : log],
-      env: { ...process.env, RUST_LOG: process.env.RUST_LOG || 'info' },
+      env: { ...process.env, RUST_LOG: process.env.RUST_LOG || 'info', ...this.env },
     });
     fs.closeSync(log);
     children.add(child);
