@@ -137,7 +137,13 @@ impl Gateway {
             .get(UPGRADE)
             .and_then(|v| v.to_str().ok())
             .is_some_and(|v| v.eq_ignore_ascii_case("websocket"));
+        let origins = engine.settings().origins.clone();
         if is_upgrade {
+            // Browsers always send `Origin` on an upgrade; one the route does not
+            // allow is refused before any Bayeux traffic.
+            if !cors::origin_allowed(req.headers(), &origins) {
+                return response::text(http::StatusCode::FORBIDDEN, "Origin not allowed");
+            }
             let session = websocket::SessionInfo {
                 ip,
                 slot: conn.slot.clone(),
@@ -148,7 +154,7 @@ impl Gateway {
         if req.method() == Method::OPTIONS
             || req.headers().contains_key("access-control-request-method")
         {
-            return cors::preflight(req.headers());
+            return cors::preflight(req.headers(), &origins);
         }
         match *req.method() {
             Method::GET => {
@@ -158,8 +164,18 @@ impl Gateway {
                     .and_then(|v| v.to_str().ok())
                     .is_some_and(|v| v.contains("text/event-stream"));
                 if wants_stream {
+                    if !cors::origin_allowed(req.headers(), &origins) {
+                        return response::text(http::StatusCode::FORBIDDEN, "Origin not allowed");
+                    }
                     eventsource::serve(req, engine, last, &self.inner.shutdown).await
                 } else {
+                    // JSONP is readable from any page that includes it as a script,
+                    // so a route with an origin list needs to know where it is used.
+                    let from_allowed =
+                        cors::request_origin(req.headers()).is_some_and(|o| origins.allows(o));
+                    if origins.is_restricted() && !from_allowed {
+                        return response::text(http::StatusCode::FORBIDDEN, "Origin not allowed");
+                    }
                     long_polling::get(req, engine, ip).await
                 }
             }

@@ -23,7 +23,8 @@
 //! - [`transport`]: WebSocket, long-polling (JSON, form, JSONP) and EventSource:
 //!   how batches come in and replies and events go out.
 //! - [`engine`]: one isolated pub/sub engine per route: the Bayeux logic over a
-//!   storage interface (sessions, subscriptions, queues), with the in-memory store.
+//!   storage interface (sessions, subscriptions, queues), with the in-memory
+//!   store and the Redis store that lets several processes serve one route.
 //! - [`bayeux`]: the protocol itself (messages, channels, errors, client ids); no I/O.
 //! - Leaves: [`config`] (`routes.toml` read, validated and typed; secrets
 //!   through an environment source), [`auth`] (the policies the engine
@@ -52,7 +53,6 @@ pub mod config;
 pub mod deadline;
 pub mod engine;
 pub mod error;
-pub mod fuzzing;
 pub mod gateway;
 pub mod http;
 pub mod metrics;

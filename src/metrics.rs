@@ -16,7 +16,7 @@ use std::time::{Duration, SystemTime};
 
 use parking_lot::Mutex;
 
-use crate::engine::{Stats, Transport};
+use crate::engine::{RedisStats, Stats, Transport};
 
 /// Upper bounds (seconds) of the request latency histogram buckets.
 const BUCKETS: [f64; 12] = [
@@ -135,6 +135,12 @@ const ROUTE_FAMILIES: &[RouteFamily] = &[
         value: |s| s.batches_refused,
     },
     RouteFamily {
+        name: "bayeux_edge_auth_refusals_total",
+        kind: Kind::Counter,
+        help: "Handshakes and subscriptions refused by the route's subscribe policy.",
+        value: |s| s.auth_refused,
+    },
+    RouteFamily {
         name: "bayeux_edge_tracked_addresses",
         kind: Kind::Gauge,
         help: "Client addresses tracked for the per-address limits.",
@@ -145,6 +151,35 @@ const ROUTE_FAMILIES: &[RouteFamily] = &[
         kind: Kind::Counter,
         help: "Sessions removed by expiry.",
         value: |s| s.expired,
+    },
+];
+
+/// One family of Redis routes: one sample per Redis route, labelled `route`.
+struct RedisFamily {
+    name: &'static str,
+    kind: Kind,
+    help: &'static str,
+    value: fn(&RedisStats) -> u64,
+}
+
+const REDIS_FAMILIES: &[RedisFamily] = &[
+    RedisFamily {
+        name: "bayeux_edge_redis_up",
+        kind: Kind::Gauge,
+        help: "1 while the route's Redis is reachable and its log is being read.",
+        value: |r| u64::from(r.up),
+    },
+    RedisFamily {
+        name: "bayeux_edge_redis_errors_total",
+        kind: Kind::Counter,
+        help: "Failed Redis commands and connection attempts.",
+        value: |r| r.errors,
+    },
+    RedisFamily {
+        name: "bayeux_edge_redis_replay_gaps_total",
+        kind: Kind::Counter,
+        help: "Clients (or this node's log reader) resumed from a position the trimmed log no longer held.",
+        value: |r| r.replay_gaps,
     },
 ];
 
@@ -255,6 +290,7 @@ impl Metrics {
                 );
             }
         }
+        self.render_redis(&mut out, routes);
         let name = "bayeux_edge_reloads_total";
         header(
             &mut out,
@@ -275,6 +311,18 @@ impl Metrics {
         }
         self.render_latency(&mut out);
         out
+    }
+
+    /// Families of Redis routes only (a memory route has no Redis to be down).
+    fn render_redis(&self, out: &mut String, routes: &[(String, Stats)]) {
+        for f in REDIS_FAMILIES {
+            header(out, f.name, f.kind, f.help);
+            for (route, s) in routes {
+                if let Some(r) = &s.redis {
+                    let _ = writeln!(out, "{}{{route=\"{route}\"}} {}", f.name, (f.value)(r));
+                }
+            }
+        }
     }
 
     fn render_latency(&self, out: &mut String) {

@@ -345,6 +345,11 @@ impl Server {
         self.shutdown.drain();
         let clean = self.shutdown.wait(grace).await;
         for route in self.routes.load().routes() {
+            // Redis routes: every client's position is saved before the local
+            // copies go, so clients resume on other nodes with their ids.
+            if let Some(engine) = route.engine() {
+                engine.checkpoint_all().await;
+            }
             route.retire();
         }
         clean

@@ -751,3 +751,78 @@ async fn history_and_reloads_are_recorded_and_a_removed_route_ends_its_taps() {
     while tap.next_event().await.is_some() {}
     server.drain(Duration::from_secs(1)).await;
 }
+
+/// Two nodes of a Redis route: a tap on one node sees what the other node
+/// accepted (every node reads the route's log), presence is each node's own
+/// share, and the operator's publish is recorded once and delivered by the
+/// node that holds the subscriber.
+#[tokio::test]
+async fn on_a_redis_route_taps_see_every_node_and_presence_is_per_node() {
+    let Some(redis) = support::redis::RedisServer::start().await else {
+        return;
+    };
+    let url = redis.url();
+    let routes =
+        "[[route]]\nprefix = \"/r\"\nengine = \"redis\"\nredis_url_env = \"TEST_REDIS_URL\"\n";
+    let env = [("TEST_REDIS_URL", url.as_str())];
+    let node = || TestServer::with_env("", "timeout_secs = 1", routes, &env);
+    let (a, b) = (node().await, node().await);
+    for n in [&a, &b] {
+        let engine = n.engine("/r");
+        eventually("the route's Redis to be ready", || async {
+            engine.storage_ready() == Some(true)
+        })
+        .await;
+    }
+    let (admin_a, admin_b) = (admin(&a), admin(&b));
+    let route = admin_a.get("/api/routes/r", &[]).await.json();
+    assert_eq!(route["engine"], json!("redis"), "{route}");
+    assert_eq!(route["redis"]["up"], json!(true), "{route}");
+
+    let on_b = b.client_at("/r");
+    let subscriber = on_b.subscriber("/123").await;
+    let mut tap = TapReader::open(&admin_a, "/api/routes/r/tap/123", &[]).await;
+    assert_eq!(tap.status, StatusCode::OK);
+
+    // A backend POST to B shows in A's tap.
+    on_b.publish_ok("/123", json!({"via": "b"})).await;
+    assert_eq!(tap.next_message().await["data"], json!({"via": "b"}));
+
+    // Presence: B holds the session, A holds none; both say they answer for themselves.
+    let on_b_presence = admin_b.get("/api/routes/r/channels/123", &[]).await.json();
+    assert_eq!(on_b_presence["count"], json!(1), "{on_b_presence}");
+    assert_eq!(on_b_presence["sessions"][0]["client_id"], json!(subscriber));
+    assert_eq!(on_b_presence["this_node_only"], json!(true));
+    let on_a_presence = admin_a.get("/api/routes/r/channels/123", &[]).await.json();
+    assert_eq!(on_a_presence["count"], json!(0), "{on_a_presence}");
+
+    // The operator publishes on A: recorded in Redis (no local count), tapped on A,
+    // delivered by B.
+    let token = csrf(&admin_a, &[]).await;
+    let headers = same_origin(a.admin, &token);
+    let r = post_publish(
+        &admin_a,
+        "/r",
+        &refs(&headers),
+        json!({"channel": "/123", "data": {"via": "console"}}),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    assert_eq!(
+        r.json(),
+        json!({"successful": true, "channel": "/123", "recipients": null})
+    );
+    assert_eq!(tap.next_message().await["data"], json!({"via": "console"}));
+    let mut got = Vec::new();
+    for _ in 0..20 {
+        got.extend(data_of(&events(
+            &on_b.connect(&subscriber, Some(200)).await,
+        )));
+        if got.len() >= 2 {
+            break;
+        }
+    }
+    assert_eq!(got, [json!({"via": "b"}), json!({"via": "console"})]);
+    a.stop().await;
+    b.stop().await;
+}

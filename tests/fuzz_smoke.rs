@@ -1,22 +1,35 @@
 //! A bounded, seeded run of the fuzz entry points on stable Rust, so every test
-//! run exercises them: mutations of the committed corpus plus random bytes.
-//! (`fuzz/` holds the same targets for coverage-guided runs with cargo-fuzz.)
+//! run exercises them: every file of the committed corpus as it is (crashes the
+//! fuzzer found stay there as named seeds, so a fixed crash stays fixed), then
+//! mutations of the corpus plus random bytes. `scripts/fuzz` runs the same
+//! entry points coverage-guided under AFL++ (see `fuzz/README.md`).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-fn corpus(target: &str) -> Vec<Vec<u8>> {
+/// The `engine_batches` target's logic, shared with the fuzz crate.
+#[path = "../fuzz/src/engine_batches.rs"]
+mod engine_batches;
+#[path = "../fuzz/src/targets.rs"]
+mod targets;
+
+fn corpus(target: &str) -> Vec<(PathBuf, Vec<u8>)> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("fuzz/corpus")
         .join(target);
     let mut out = Vec::new();
     if let Ok(entries) = std::fs::read_dir(dir) {
         for e in entries.flatten() {
-            if let Ok(bytes) = std::fs::read(e.path()) {
-                out.push(bytes);
+            let path = e.path();
+            if path.is_file() {
+                if let Ok(bytes) = std::fs::read(&path) {
+                    out.push((path, bytes));
+                }
             }
         }
     }
     assert!(!out.is_empty(), "corpus for {target} is empty");
+    // Replay in a fixed order, whatever the directory's.
+    out.sort();
     out
 }
 
@@ -34,7 +47,7 @@ fn mutate(rng: &mut fastrand::Rng, seed: &[u8]) -> Vec<u8> {
             }
             2 => {
                 let i = rng.usize(..=v.len());
-                let b = *b"{}[]\",:/*\\0n";
+                let b = *b"{}[]\",:/*\\0n\n!$";
                 v.insert(i, b[rng.usize(..b.len())]);
             }
             _ => {
@@ -53,12 +66,14 @@ fn mutate(rng: &mut fastrand::Rng, seed: &[u8]) -> Vec<u8> {
 
 fn run(target: &str, f: fn(&[u8]), rounds: usize) {
     let seeds = corpus(target);
-    let mut rng = fastrand::Rng::with_seed(0x5eed_0000 + target.len() as u64);
-    for seed in &seeds {
+    for (path, seed) in &seeds {
+        // Shown with the failure when this seed panics.
+        println!("replaying {}", path.display());
         f(seed);
     }
+    let mut rng = fastrand::Rng::with_seed(0x5eed_0000 + target.len() as u64);
     for _ in 0..rounds {
-        let seed = &seeds[rng.usize(..seeds.len())];
+        let (_, seed) = &seeds[rng.usize(..seeds.len())];
         f(&mutate(&mut rng, seed));
         let random: Vec<u8> = (0..rng.usize(0..64)).map(|_| rng.u8(..)).collect();
         f(&random);
@@ -67,15 +82,20 @@ fn run(target: &str, f: fn(&[u8]), rounds: usize) {
 
 #[test]
 fn bayeux_batch_never_panics() {
-    run("bayeux_batch", bayeux_edge::fuzzing::batch, 3000);
+    run("bayeux_batch", targets::batch, 3000);
 }
 
 #[test]
 fn channel_never_panics() {
-    run("channel", bayeux_edge::fuzzing::channel, 5000);
+    run("channel", targets::channel, 5000);
 }
 
 #[test]
 fn routes_toml_never_panics() {
-    run("routes_toml", bayeux_edge::fuzzing::routes_toml, 300);
+    run("routes_toml", targets::routes_toml, 300);
+}
+
+#[test]
+fn engine_batches_keep_their_invariants() {
+    run("engine_batches", engine_batches::run, 1500);
 }

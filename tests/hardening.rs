@@ -165,7 +165,8 @@ async fn unread_request(addr: std::net::SocketAddr, request: String) -> tokio::n
 async fn a_peer_that_stops_reading_is_disconnected_and_its_backlog_freed() {
     let s = TestServer::with_server(
         "write_timeout_secs = 0.5",
-        "timeout_secs = 5\nmax_queue_messages = 100000\nmax_queue_bytes = 1073741824",
+        // Sessions outlive a slow run: nothing here may expire on its own.
+        "timeout_secs = 300\nfirst_connect_timeout_secs = 600\nmax_queue_messages = 100000\nmax_queue_bytes = 1073741824",
         ROUTES,
     )
     .await;
@@ -226,7 +227,7 @@ async fn a_peer_that_stops_reading_is_disconnected_and_its_backlog_freed() {
 #[tokio::test]
 async fn subscriptions_are_bounded_per_client_and_per_route() {
     let s = TestServer::with_defaults(
-        "timeout_secs = 5\nmax_subscriptions = 40\nmax_total_subscriptions = 50",
+        "timeout_secs = 300\nfirst_connect_timeout_secs = 600\nmax_subscriptions = 40\nmax_total_subscriptions = 50",
     )
     .await;
     let c = s.client();
@@ -255,7 +256,7 @@ async fn one_address_cannot_fill_the_subscription_index() {
     let server = Process::start(
         &[],
         "",
-        "handshake_rate_per_ip = 100000\nhandshake_burst_per_ip = 100000",
+        "handshake_rate_per_ip = 100000\nhandshake_burst_per_ip = 100000\ntimeout_secs = 1800\nfirst_connect_timeout_secs = 3600",
         ROUTE,
     )
     .await;
@@ -494,7 +495,7 @@ async fn memory_returns_to_the_system_after_a_burst() {
     let server = Process::start(
         &[],
         "",
-        "timeout_secs = 30\nmax_queue_bytes = 8388608",
+        "timeout_secs = 1800\nfirst_connect_timeout_secs = 3600\nmax_queue_bytes = 8388608",
         ROUTE,
     )
     .await;
@@ -540,7 +541,13 @@ async fn memory_returns_to_the_system_after_a_burst() {
 
 #[tokio::test]
 async fn a_stuck_subscriber_is_reported_once_per_period_not_once_per_drop() {
-    let server = Process::start(&[], "", "timeout_secs = 30\nmax_queue_messages = 10", ROUTE).await;
+    let server = Process::start(
+        &[],
+        "",
+        "timeout_secs = 1800\nfirst_connect_timeout_secs = 3600\nmax_queue_messages = 10",
+        ROUTE,
+    )
+    .await;
     let client = server.client_at("/bayeux");
     client.subscriber("/w").await;
     for round in 0..20 {

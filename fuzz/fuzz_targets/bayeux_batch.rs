@@ -1,6 +1,7 @@
-#![no_main]
-//! Fuzz target: see `bayeux_edge::fuzzing::batch`.
+//! AFL++ target: see `bayeux_edge_fuzz::targets::batch`.
 
-libfuzzer_sys::fuzz_target!(|data: &[u8]| {
-    bayeux_edge::fuzzing::batch(data);
-});
+fn main() {
+    afl::fuzz!(|data: &[u8]| {
+        bayeux_edge_fuzz::targets::batch(data);
+    });
+}

@@ -1,6 +1,7 @@
-#![no_main]
-//! Fuzz target: see `bayeux_edge::fuzzing::channel`.
+//! AFL++ target: see `bayeux_edge_fuzz::targets::channel`.
 
-libfuzzer_sys::fuzz_target!(|data: &[u8]| {
-    bayeux_edge::fuzzing::channel(data);
-});
+fn main() {
+    afl::fuzz!(|data: &[u8]| {
+        bayeux_edge_fuzz::targets::channel(data);
+    });
+}

@@ -1,6 +1,7 @@
-#![no_main]
-//! Fuzz target: see `bayeux_edge::fuzzing::routes_toml`.
+//! AFL++ target: see `bayeux_edge_fuzz::targets::routes_toml`.
 
-libfuzzer_sys::fuzz_target!(|data: &[u8]| {
-    bayeux_edge::fuzzing::routes_toml(data);
-});
+fn main() {
+    afl::fuzz!(|data: &[u8]| {
+        bayeux_edge_fuzz::targets::routes_toml(data);
+    });
+}

@@ -178,6 +178,11 @@ pub(super) fn route_json(route: &Route, state: &State) -> Value {
         "published_per_sec": latest.map_or(0.0, |p| p.published),
         "delivered_per_sec": latest.map_or(0.0, |p| p.delivered),
         "taps": engine.taps(),
+        "redis": s.redis.as_ref().map(|r| json!({
+            "up": r.up,
+            "errors": r.errors,
+            "replay_gaps": r.replay_gaps,
+        })),
     })
 }
 
@@ -395,6 +400,8 @@ fn presence(engine: &Engine, prefix: &str, channel: &str) -> Response<Body> {
             "channel": channel,
             "count": count,
             "sessions": list,
+            // A Redis route's sessions are spread over its nodes: this is one node's share.
+            "this_node_only": engine.is_shared(),
         }),
     )
 }
@@ -417,7 +424,7 @@ async fn publish(engine: &Engine, body: &[u8]) -> Response<Body> {
             StatusCode::OK,
             &json!({ "successful": true, "channel": channel, "recipients": recipients }),
         ),
-        Err(e @ OperatorPublishError::Retired) => {
+        Err(e @ (OperatorPublishError::Retired | OperatorPublishError::Unavailable)) => {
             json_error(StatusCode::SERVICE_UNAVAILABLE, &e.to_string())
         }
         Err(e) => json_error(StatusCode::BAD_REQUEST, &e.to_string()),

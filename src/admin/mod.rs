@@ -147,10 +147,25 @@ fn probe(req: &Request<Incoming>, state: &State) -> Response<Body> {
                 .routes()
                 .iter()
                 .any(|r| r.engine().is_some_and(|e| e.is_retired()));
+            // A Redis route whose Redis is unreachable cannot take new clients.
+            let storage_down: Vec<String> = state
+                .routes
+                .load()
+                .routes()
+                .iter()
+                .filter(|r| r.engine().and_then(|e| e.storage_ready()) == Some(false))
+                .map(|r| r.prefix.to_string())
+                .collect();
             if state.shutdown.is_draining() {
                 (
                     StatusCode::SERVICE_UNAVAILABLE,
                     "draining\n".to_owned(),
+                    text,
+                )
+            } else if !storage_down.is_empty() {
+                (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    format!("redis unreachable: {}\n", storage_down.join(" ")),
                     text,
                 )
             } else if retired {

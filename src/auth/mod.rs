@@ -38,6 +38,7 @@ pub mod backend;
 pub mod grants;
 pub mod jwt;
 mod publish;
+mod subscribe;
 
 pub use backend::{
     BackendCheck, BackendConfigError, BackendCounters, BackendSettings, Decision, ForwardedHeaders,
@@ -49,6 +50,10 @@ pub use jwt::{
     VerifiedToken,
 };
 pub use publish::{PublishPolicy, Secret};
+pub use subscribe::{
+    origin_of, presented_token, BackendPolicy, JwtPolicy, OriginPolicy, SessionGrant,
+    SubscribePolicy, TOKEN_EXT_KEY,
+};
 
 /// What a request presented that a policy may check. Borrowed from the HTTP
 /// request (or, for a WebSocket, from the upgrade request) for as long as the
@@ -57,15 +62,9 @@ pub use publish::{PublishPolicy, Secret};
 pub struct Credentials<'a> {
     /// The token of an `Authorization: Bearer …` header.
     pub bearer: Option<&'a str>,
-}
-
-impl<'a> Credentials<'a> {
-    /// What the headers of an HTTP request (or WebSocket upgrade) present.
-    pub fn from_headers(headers: &'a http::HeaderMap) -> Self {
-        Credentials {
-            bearer: bearer(headers),
-        }
-    }
+    /// The browser headers a `backend` subscribe policy forwards (none for
+    /// other policies).
+    pub forwarded: Option<&'a ForwardedHeaders>,
 }
 
 /// The token of an `Authorization: Bearer …` header.

@@ -50,8 +50,8 @@ pub enum PublishPolicy {
 
 impl PublishPolicy {
     /// Decides whether `message` (a publish) may go out, given what the request
-    /// presented. Either way the secret is removed from `ext`: it is a
-    /// credential and never reaches subscribers, nor a log.
+    /// presented. Either way the credentials (`ext.secret`, `ext.token`) are
+    /// removed from `ext`: they never reach subscribers, nor a log.
     pub fn check(
         &self,
         message: &mut Map<String, Value>,
@@ -74,6 +74,9 @@ impl PublishPolicy {
         };
         if let Some(Value::Object(ext)) = message.get_mut("ext") {
             ext.remove("secret");
+            // A client extension may add its subscribe token to every message;
+            // it is a credential too and never reaches other clients.
+            ext.remove(super::TOKEN_EXT_KEY);
             if ext.is_empty() {
                 message.remove("ext");
             }
@@ -93,7 +96,11 @@ mod tests {
         bearer: Option<&str>,
     ) -> (Result<(), Denied>, Value) {
         let mut m = message.as_object().cloned().unwrap_or_default();
-        let r = policy.check(&mut m, &Credentials { bearer });
+        let credentials = Credentials {
+            bearer,
+            forwarded: None,
+        };
+        let r = policy.check(&mut m, &credentials);
         (r, Value::Object(m))
     }
 

@@ -50,6 +50,17 @@ pub fn render_value(code: Code, arg: Option<&Value>) -> String {
     render(code, &[&s])
 }
 
+/// The handshake refusal of a route whose shared storage (Redis) is
+/// unreachable: not one of Faye's codes, in its format.
+pub const STORAGE_UNAVAILABLE: &str = "503::Storage unavailable";
+
+/// `503:<arg>:Storage unavailable`: a publish, subscription or connect that a
+/// route's shared storage (Redis) could not record or answer now; the argument
+/// is the channel, subscription or client id. The request did not take effect.
+pub fn storage_unavailable(arg: &str) -> String {
+    format!("503:{arg}:Storage unavailable")
+}
+
 /// `401:<clientId>:Unknown client`
 pub fn client_unknown(client_id: Option<&Value>) -> String {
     render_value(Code::ClientUnknown, client_id)

@@ -211,26 +211,38 @@ fn check(path: Option<&Path>) -> ExitCode {
     }
 }
 
-async fn health(url: &str) -> ExitCode {
-    match tokio::time::timeout(
-        Duration::from_secs(5),
-        client::request("GET", url, None, None, None),
-    )
-    .await
-    {
-        Ok(Ok((200, _))) => ExitCode::SUCCESS,
-        Ok(Ok((status, body))) => {
-            eprintln!("{url}: {status} {}", body.trim());
-            ExitCode::FAILURE
+/// One request with a deadline; the body of a 200, else what went wrong is
+/// printed and the command fails.
+async fn exchange(
+    limit: Duration,
+    method: &str,
+    url: &str,
+    body: Option<String>,
+    secret: Option<&str>,
+    ca: Option<&Path>,
+) -> Result<String, ExitCode> {
+    let outcome = tokio::time::timeout(limit, client::request(method, url, body, secret, ca)).await;
+    match outcome {
+        Ok(Ok((200, reply))) => Ok(reply),
+        Ok(Ok((status, reply))) => {
+            eprintln!("{url}: {status} {}", reply.trim());
+            Err(ExitCode::FAILURE)
         }
         Ok(Err(e)) => {
             eprintln!("{e}");
-            ExitCode::FAILURE
+            Err(ExitCode::FAILURE)
         }
         Err(_) => {
             eprintln!("{url}: timed out");
-            ExitCode::FAILURE
+            Err(ExitCode::FAILURE)
         }
+    }
+}
+
+async fn health(url: &str) -> ExitCode {
+    match exchange(Duration::from_secs(5), "GET", url, None, None, None).await {
+        Ok(_) => ExitCode::SUCCESS,
+        Err(code) => code,
     }
 }
 
@@ -253,39 +265,22 @@ async fn publish(
         message["ext"] = serde_json::json!({ "secret": secret });
     }
     let body = message.to_string();
-    match tokio::time::timeout(
-        Duration::from_secs(10),
-        client::request("POST", url, Some(body), secret, ca),
-    )
-    .await
-    {
-        Ok(Ok((200, reply))) => {
-            let ok = serde_json::from_str::<serde_json::Value>(&reply)
-                .ok()
-                .and_then(|v| {
-                    v.get(0)
-                        .and_then(|r| r.get("successful"))
-                        .and_then(|s| s.as_bool())
-                })
-                .unwrap_or(false);
-            println!("{reply}");
-            if ok {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::FAILURE
-            }
-        }
-        Ok(Ok((status, reply))) => {
-            eprintln!("{url}: {status} {}", reply.trim());
-            ExitCode::FAILURE
-        }
-        Ok(Err(e)) => {
-            eprintln!("{e}");
-            ExitCode::FAILURE
-        }
-        Err(_) => {
-            eprintln!("{url}: timed out");
-            ExitCode::FAILURE
-        }
+    let reply = match exchange(Duration::from_secs(10), "POST", url, Some(body), secret, ca).await {
+        Ok(reply) => reply,
+        Err(code) => return code,
+    };
+    let ok = serde_json::from_str::<serde_json::Value>(&reply)
+        .ok()
+        .and_then(|v| {
+            v.get(0)
+                .and_then(|r| r.get("successful"))
+                .and_then(|s| s.as_bool())
+        })
+        .unwrap_or(false);
+    println!("{reply}");
+    if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
     }
 }

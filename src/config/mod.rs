@@ -11,6 +11,7 @@
 mod env;
 mod raw;
 mod settings;
+mod storage;
 mod validate;
 
 use std::net::SocketAddr;
@@ -19,6 +20,7 @@ use std::time::Duration;
 
 pub use env::{Env, ProcessEnv};
 pub use settings::EngineSettings;
+pub use storage::{default_namespace, RedisTarget, Storage};
 
 /// A `routes.toml` that could not be read or is not valid.
 #[derive(Debug, thiserror::Error)]
@@ -143,6 +145,8 @@ pub struct RouteSpec {
     pub settings: EngineSettings,
     /// Forward to this HTTP upstream instead of serving with an engine.
     pub upstream: Option<http::Uri>,
+    /// Where the engine keeps its sessions (memory unless `engine = "redis"`).
+    pub storage: Storage,
 }
 
 /// A validated `routes.toml`.
@@ -278,6 +282,52 @@ mod tests {
             "{msg}"
         );
         assert!(!msg.contains("s3cret"));
+    }
+
+    #[test]
+    fn redis_engine_reads_its_url_from_the_environment() {
+        const ENV: [(&str, &str); 2] = [
+            ("STAGING_REDIS_URL", "rediss://:token@cache.example:6379"),
+            ("BAD_REDIS_URL", "http://cache.example"),
+        ];
+        let parse = |text: &str| Config::parse_with(text, "routes.toml", Path::new("/x"), &ENV);
+        let c = parse("[defaults]\nredis_stream_max_len = 500\n[[route]]\nprefix = \"/a\"\nengine = \"redis\"\nredis_url_env = \"STAGING_REDIS_URL\"\n[[route]]\nprefix = \"/b\"\n").unwrap();
+        match &c.routes[0].storage {
+            Storage::Redis(t) => {
+                assert_eq!(t.url, "rediss://:token@cache.example:6379");
+                assert_eq!(t.namespace, "bayeux-edge:/a:");
+                assert!(!format!("{t:?}").contains("token"), "the URL is a secret");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(c.routes[0].settings.redis_stream_max_len, 500);
+        assert_eq!(c.routes[1].storage, Storage::Memory);
+
+        let cases = [
+            ("engine = \"redis\"\n", "redis_url_env"),
+            ("engine = \"redis\"\nredis_url_env = \"UNSET_REDIS_URL\"\n", "is not set"),
+            ("engine = \"redis\"\nredis_url_env = \"BAD_REDIS_URL\"\n", "rediss://"),
+            ("engine = \"disk\"\n", "engine"),
+            ("redis_url_env = \"STAGING_REDIS_URL\"\n", "only applies"),
+            ("engine = \"redis\"\nredis_url_env = \"STAGING_REDIS_URL\"\nredis_namespace = \"a b\"\n", "redis_namespace"),
+            ("redis_stream_max_len = 5\n", "redis_stream_max_len"),
+        ];
+        for (keys, expect) in cases {
+            let err = parse(&format!("[[route]]\nprefix = \"/a\"\n{keys}")).unwrap_err();
+            let msg = err.to_string();
+            assert!(msg.starts_with("routes.toml:"), "{msg}");
+            assert!(msg.contains(expect), "{keys}: {msg}");
+        }
+        let shared = "[[route]]\nprefix = \"/a\"\nengine = \"redis\"\nredis_url_env = \"STAGING_REDIS_URL\"\nredis_namespace = \"ns:\"\n[[route]]\nprefix = \"/b\"\nengine = \"redis\"\nredis_url_env = \"STAGING_REDIS_URL\"\nredis_namespace = \"ns:\"\n";
+        assert!(parse(shared)
+            .unwrap_err()
+            .to_string()
+            .contains("same Redis"));
+        let in_defaults = "[defaults]\nredis_namespace = \"ns:\"\n[[route]]\nprefix = \"/a\"\n";
+        assert!(parse(in_defaults)
+            .unwrap_err()
+            .to_string()
+            .contains("per route"));
     }
 
     #[test]

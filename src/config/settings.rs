@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use crate::auth::PublishPolicy;
+use crate::auth::{OriginPolicy, PublishPolicy, SubscribePolicy};
 use crate::bayeux::channel;
 
 /// Tunables of one engine. Defaults follow Faye where Faye has one and are
@@ -50,6 +50,20 @@ pub struct EngineSettings {
     pub eventsource_ping: Duration,
     /// Who may publish. Default: anyone.
     pub publish: PublishPolicy,
+    /// Who may subscribe to what. Default: anyone, to anything (as Faye).
+    pub subscribe: SubscribePolicy,
+    /// Which web origins may use the route from a browser. Default: any (as Faye).
+    pub origins: OriginPolicy,
+    /// Redis routes: entries kept in the route's publish log (`XADD … MAXLEN ~`).
+    /// A client away for longer than the log covers gets what remains, and the
+    /// gap is counted. Default 10 000.
+    pub redis_stream_max_len: usize,
+    /// Redis routes: time allowed for one Redis command before it counts as a
+    /// failure. Default 1 s.
+    pub redis_timeout: Duration,
+    /// Redis routes: how often the delivery cursors of streaming clients
+    /// (WebSocket, EventSource) are written, in one command per node. Default 250 ms.
+    pub redis_cursor_flush: Duration,
 }
 
 impl Default for EngineSettings {
@@ -73,6 +87,11 @@ impl Default for EngineSettings {
             ws_ping: None,
             eventsource_ping: Duration::from_secs(10),
             publish: PublishPolicy::Open,
+            subscribe: SubscribePolicy::Open,
+            origins: OriginPolicy::Any,
+            redis_stream_max_len: 10_000,
+            redis_timeout: Duration::from_secs(1),
+            redis_cursor_flush: Duration::from_millis(250),
         }
     }
 }

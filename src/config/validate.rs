@@ -7,12 +7,16 @@ use std::time::Duration;
 
 use toml::Spanned;
 
-use super::raw::{RawAdmin, RawFile, RawListener, RawServer};
+use super::raw::{RawAdmin, RawDefaults, RawFile, RawListener, RawRoute, RawServer};
+use super::storage::{check_namespace, check_url, default_namespace, RedisTarget, Storage};
 use super::{
     CertFiles, Config, ConfigError, EngineSettings, Env, ListenerSpec, LogFormat, RouteSpec,
     ServerSettings, TlsSpec,
 };
-use crate::auth::{PublishPolicy, Secret};
+use crate::auth::{
+    BackendCheck, BackendPolicy, BackendSettings, GrantTemplate, JwtAlgorithm, JwtPolicy,
+    JwtSettings, JwtVerifier, OriginPolicy, PublishPolicy, Secret, SubscribePolicy,
+};
 
 /// The document being validated: where errors point and where secrets come from.
 struct Ctx<'a> {
@@ -97,6 +101,17 @@ fn count(
     Ok(x as usize)
 }
 
+/// Sets each count tunable the raw table has, checked against its range.
+macro_rules! counted {
+    ($ctx:expr, $raw:expr, $s:expr, $context:expr, $($field:ident: $lo:expr, $hi:expr;)*) => {
+        $(
+            if let Some(v) = &$raw.$field {
+                $s.$field = count($ctx, v, $context, stringify!($field), $lo, $hi)?;
+            }
+        )*
+    };
+}
+
 macro_rules! apply_tunables {
     ($ctx:expr, $raw:expr, $base:expr, $context:expr) => {{
         let ctx = $ctx;
@@ -109,28 +124,19 @@ macro_rules! apply_tunables {
         if let Some(v) = &raw.interval_secs {
             s.interval = secs(ctx, v, context, "interval_secs", 0.0, 3600.0)?;
         }
-        if let Some(v) = &raw.max_message_bytes {
-            s.max_message_bytes = count(ctx, v, context, "max_message_bytes", 1024, 64 << 20)?;
-        }
-        if let Some(v) = &raw.max_queue_messages {
-            s.max_queue_messages = count(ctx, v, context, "max_queue_messages", 1, 1_000_000)?;
-        }
-        if let Some(v) = &raw.max_queue_bytes {
-            s.max_queue_bytes = count(ctx, v, context, "max_queue_bytes", 1024, 1 << 30)?;
-        }
-        if let Some(v) = &raw.max_subscriptions {
-            s.max_subscriptions = count(ctx, v, context, "max_subscriptions", 1, 1_000_000)?;
-        }
-        if let Some(v) = &raw.max_total_subscriptions {
-            s.max_total_subscriptions =
-                count(ctx, v, context, "max_total_subscriptions", 1, 100_000_000)?;
-        }
-        if let Some(v) = &raw.max_clients {
-            s.max_clients = count(ctx, v, context, "max_clients", 1, 10_000_000)?;
-        }
-        if let Some(v) = &raw.max_sessions_per_ip {
-            s.max_sessions_per_ip = count(ctx, v, context, "max_sessions_per_ip", 1, 10_000_000)?;
-        }
+        // Counts named as their field, with their allowed range.
+        counted!(ctx, raw, s, context,
+            max_message_bytes: 1024, 64 << 20;
+            max_queue_messages: 1, 1_000_000;
+            max_queue_bytes: 1024, 1 << 30;
+            max_subscriptions: 1, 1_000_000;
+            max_total_subscriptions: 1, 100_000_000;
+            max_clients: 1, 10_000_000;
+            max_sessions_per_ip: 1, 10_000_000;
+            max_batch_messages: 1, 1_000_000;
+            max_channel_bytes: 16, 65_536;
+            max_channel_segments: 1, 1024;
+        );
         if let Some(v) = &raw.handshake_rate_per_ip {
             let x = *v.get_ref();
             if !x.is_finite() || !(0.01..=1_000_000.0).contains(&x) {
@@ -151,21 +157,22 @@ macro_rules! apply_tunables {
             s.first_connect_timeout =
                 secs(ctx, v, context, "first_connect_timeout_secs", 1.0, 3600.0)?;
         }
-        if let Some(v) = &raw.max_batch_messages {
-            s.max_batch_messages = count(ctx, v, context, "max_batch_messages", 1, 1_000_000)?;
-        }
-        if let Some(v) = &raw.max_channel_bytes {
-            s.max_channel_bytes = count(ctx, v, context, "max_channel_bytes", 16, 65_536)?;
-        }
-        if let Some(v) = &raw.max_channel_segments {
-            s.max_channel_segments = count(ctx, v, context, "max_channel_segments", 1, 1024)?;
-        }
         if let Some(v) = &raw.ws_ping_secs {
             let d = secs(ctx, v, context, "ws_ping_secs", 0.0, 3600.0)?;
             s.ws_ping = (!d.is_zero()).then_some(d);
         }
         if let Some(v) = &raw.eventsource_ping_secs {
             s.eventsource_ping = secs(ctx, v, context, "eventsource_ping_secs", 0.1, 3600.0)?;
+        }
+        if let Some(v) = &raw.redis_stream_max_len {
+            s.redis_stream_max_len =
+                count(ctx, v, context, "redis_stream_max_len", 100, 100_000_000)?;
+        }
+        if let Some(v) = &raw.redis_timeout_secs {
+            s.redis_timeout = secs(ctx, v, context, "redis_timeout_secs", 0.01, 60.0)?;
+        }
+        if let Some(v) = &raw.redis_cursor_flush_secs {
+            s.redis_cursor_flush = secs(ctx, v, context, "redis_cursor_flush_secs", 0.01, 60.0)?;
         }
         if raw.publish.is_some() || raw.publish_secret_env.is_some() {
             s.publish = publish_policy(
@@ -177,6 +184,324 @@ macro_rules! apply_tunables {
         }
         s
     }};
+}
+
+/// The route's value of a policy key, else the `[defaults]` one.
+macro_rules! pick {
+    ($route:expr, $defaults:expr, $field:ident) => {
+        $route.$field.as_ref().or($defaults.$field.as_ref())
+    };
+}
+
+/// The keys that belong to `subscribe = "jwt"` and `subscribe = "backend"`,
+/// so a key of the other policy (or of none) is reported instead of ignored.
+const JWT_KEYS: [&str; 9] = [
+    "jwt_algorithm",
+    "jwt_secret_env",
+    "jwt_public_key_file",
+    "jwt_jwks_file",
+    "jwt_issuer",
+    "jwt_audience",
+    "jwt_leeway_secs",
+    "jwt_grants_claim",
+    "jwt_grants",
+];
+
+fn subscribe_policy(
+    ctx: &Ctx<'_>,
+    r: &RawRoute,
+    d: &RawDefaults,
+    context: &str,
+) -> Result<SubscribePolicy, ConfigError> {
+    let policy = pick!(r, d, subscribe);
+    let at = policy
+        .map(|p| p.span().start)
+        .unwrap_or(r.prefix.span().start);
+    let jwt_keys_set = [
+        pick!(r, d, jwt_algorithm).is_some(),
+        pick!(r, d, jwt_secret_env).is_some(),
+        pick!(r, d, jwt_public_key_file).is_some(),
+        pick!(r, d, jwt_jwks_file).is_some(),
+        pick!(r, d, jwt_issuer).is_some(),
+        pick!(r, d, jwt_audience).is_some(),
+        pick!(r, d, jwt_leeway_secs).is_some(),
+        pick!(r, d, jwt_grants_claim).is_some(),
+        pick!(r, d, jwt_grants).is_some(),
+    ];
+    let backend_set = pick!(r, d, subscribe_backend_url).is_some();
+    let kind = policy.map(|p| p.get_ref().as_str()).unwrap_or("open");
+    let stray_jwt = JWT_KEYS
+        .iter()
+        .zip(jwt_keys_set)
+        .find(|(_, set)| *set && kind != "jwt")
+        .map(|(k, _)| *k);
+    if let Some(key) = stray_jwt {
+        return Err(ctx.invalid(at, context, key, "only applies with subscribe = \"jwt\""));
+    }
+    if backend_set && kind != "backend" {
+        return Err(ctx.invalid(
+            at,
+            context,
+            "subscribe_backend_url",
+            "only applies with subscribe = \"backend\"",
+        ));
+    }
+    match kind {
+        "open" => Ok(SubscribePolicy::Open),
+        "jwt" => jwt_policy(ctx, r, d, context, at),
+        "backend" => backend_policy(ctx, r, d, context, at),
+        _ => Err(ctx.invalid(
+            at,
+            context,
+            "subscribe",
+            "must be \"open\", \"jwt\" or \"backend\"",
+        )),
+    }
+}
+
+fn required<'a>(
+    ctx: &Ctx<'_>,
+    v: Option<&'a Spanned<String>>,
+    at: usize,
+    context: &str,
+    key: &str,
+    why: &str,
+) -> Result<&'a Spanned<String>, ConfigError> {
+    v.ok_or_else(|| ctx.invalid(at, context, key, why))
+}
+
+fn jwt_policy(
+    ctx: &Ctx<'_>,
+    r: &RawRoute,
+    d: &RawDefaults,
+    context: &str,
+    at: usize,
+) -> Result<SubscribePolicy, ConfigError> {
+    let need = "is needed with subscribe = \"jwt\"";
+    let alg = required(
+        ctx,
+        pick!(r, d, jwt_algorithm),
+        at,
+        context,
+        "jwt_algorithm",
+        need,
+    )?;
+    let algorithm: JwtAlgorithm = alg.get_ref().parse().map_err(|_| {
+        ctx.invalid(
+            alg.span().start,
+            context,
+            "jwt_algorithm",
+            "must be \"HS256\", \"RS256\" or \"ES256\"",
+        )
+    })?;
+    let issuer = required(
+        ctx,
+        pick!(r, d, jwt_issuer),
+        at,
+        context,
+        "jwt_issuer",
+        need,
+    )?;
+    let audience = required(
+        ctx,
+        pick!(r, d, jwt_audience),
+        at,
+        context,
+        "jwt_audience",
+        need,
+    )?;
+    let mut settings = JwtSettings::new(algorithm, issuer.get_ref(), audience.get_ref());
+    if let Some(v) = pick!(r, d, jwt_leeway_secs) {
+        settings.leeway = secs(ctx, v, context, "jwt_leeway_secs", 0.0, 300.0)?;
+    }
+    let keys = [
+        ("jwt_secret_env", pick!(r, d, jwt_secret_env)),
+        ("jwt_public_key_file", pick!(r, d, jwt_public_key_file)),
+        ("jwt_jwks_file", pick!(r, d, jwt_jwks_file)),
+    ];
+    let mut given = keys.iter().filter_map(|(k, v)| v.map(|v| (*k, v)));
+    let (key, value) = given.next().ok_or_else(|| {
+        ctx.invalid(
+            at,
+            context,
+            "jwt_secret_env",
+            "subscribe = \"jwt\" needs one of jwt_secret_env, jwt_public_key_file or jwt_jwks_file",
+        )
+    })?;
+    if let Some((other, v)) = given.next() {
+        return Err(ctx.invalid(
+            v.span().start,
+            context,
+            other,
+            format!("give one key source: {key} is already set"),
+        ));
+    }
+    let bad_key = |e: crate::auth::JwtConfigError| {
+        ctx.invalid(value.span().start, context, key, e.to_string())
+    };
+    let (verifier, source) = match key {
+        "jwt_secret_env" => {
+            let secret = ctx.env.var(value.get_ref()).filter(|v| !v.is_empty());
+            let Some(secret) = secret else {
+                return Err(ctx.invalid(
+                    value.span().start,
+                    context,
+                    key,
+                    format!(
+                        "environment variable {} is not set or empty",
+                        value.get_ref()
+                    ),
+                ));
+            };
+            let source = format!("secret:{}", fingerprint(&secret));
+            (
+                JwtVerifier::with_secret(settings.clone(), &secret).map_err(bad_key)?,
+                source,
+            )
+        }
+        "jwt_public_key_file" => {
+            let path = ctx.path(value.get_ref());
+            let v = JwtVerifier::with_public_key_file(settings.clone(), &path).map_err(bad_key)?;
+            let text = std::fs::read(&path).unwrap_or_default();
+            (
+                v,
+                format!("pem:{}", fingerprint(&String::from_utf8_lossy(&text))),
+            )
+        }
+        _ => {
+            let path = ctx.path(value.get_ref());
+            let v = JwtVerifier::with_jwks_file(settings.clone(), &path).map_err(bad_key)?;
+            let text = std::fs::read(&path).unwrap_or_default();
+            (
+                v,
+                format!("jwks:{}", fingerprint(&String::from_utf8_lossy(&text))),
+            )
+        }
+    };
+    let mut templates = Vec::new();
+    if let Some(list) = pick!(r, d, jwt_grants) {
+        for t in list.get_ref() {
+            templates.push(GrantTemplate::parse(t).map_err(|e| {
+                ctx.invalid(list.span().start, context, "jwt_grants", e.to_string())
+            })?);
+        }
+    }
+    let grants_claim = pick!(r, d, jwt_grants_claim).map(|c| c.get_ref().clone());
+    if templates.is_empty() && grants_claim.is_none() {
+        return Err(ctx.invalid(
+            at,
+            context,
+            "jwt_grants",
+            "subscribe = \"jwt\" needs jwt_grants (e.g. [\"/{sub}\"]) or jwt_grants_claim, else nothing could be granted",
+        ));
+    }
+    let source = format!(
+        "{source}|{settings:?}|{grants_claim:?}|{:?}",
+        templates
+            .iter()
+            .map(GrantTemplate::as_str)
+            .collect::<Vec<_>>()
+    );
+    Ok(SubscribePolicy::Jwt(std::sync::Arc::new(JwtPolicy {
+        verifier,
+        grants_claim,
+        templates,
+        source,
+    })))
+}
+
+/// A short digest of key material, so a reload can tell whether it changed
+/// without keeping or comparing the material itself.
+fn fingerprint(text: &str) -> String {
+    use sha1::{Digest, Sha1};
+    Sha1::digest(text.as_bytes())
+        .iter()
+        .take(8)
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+fn backend_policy(
+    ctx: &Ctx<'_>,
+    r: &RawRoute,
+    d: &RawDefaults,
+    context: &str,
+    at: usize,
+) -> Result<SubscribePolicy, ConfigError> {
+    let url = required(
+        ctx,
+        pick!(r, d, subscribe_backend_url),
+        at,
+        context,
+        "subscribe_backend_url",
+        "is needed with subscribe = \"backend\"",
+    )?;
+    let mut settings = BackendSettings::new(url.get_ref().clone());
+    if let Some(v) = pick!(r, d, subscribe_backend_timeout_secs) {
+        settings.timeout = secs(
+            ctx,
+            v,
+            context,
+            "subscribe_backend_timeout_secs",
+            0.01,
+            60.0,
+        )?;
+    }
+    if let Some(v) = pick!(r, d, subscribe_backend_cache_secs) {
+        settings.cache_ttl = secs(ctx, v, context, "subscribe_backend_cache_secs", 0.0, 3600.0)?;
+    }
+    if let Some(v) = pick!(r, d, subscribe_backend_headers) {
+        settings.forward_headers = v.get_ref().clone();
+    }
+    if let Some(v) = pick!(r, d, subscribe_backend_ca_file) {
+        let path = ctx.path(v.get_ref());
+        let pem = std::fs::read_to_string(&path).map_err(|e| {
+            ctx.invalid(
+                v.span().start,
+                context,
+                "subscribe_backend_ca_file",
+                format!("{}: {e}", path.display()),
+            )
+        })?;
+        settings.ca_pem = Some(pem);
+    }
+    let check = BackendCheck::new(settings.clone()).map_err(|e| {
+        ctx.invalid(
+            url.span().start,
+            context,
+            "subscribe_backend_url",
+            e.to_string(),
+        )
+    })?;
+    Ok(SubscribePolicy::Backend(std::sync::Arc::new(
+        BackendPolicy { check, settings },
+    )))
+}
+
+fn origin_policy(
+    ctx: &Ctx<'_>,
+    r: &RawRoute,
+    d: &RawDefaults,
+    context: &str,
+) -> Result<OriginPolicy, ConfigError> {
+    let Some(list) = pick!(r, d, allowed_origins) else {
+        return Ok(OriginPolicy::Any);
+    };
+    let mut out = Vec::new();
+    for o in list.get_ref() {
+        let valid = crate::auth::origin_of(o) == Some(o.as_str())
+            && (o.starts_with("https://") || o.starts_with("http://"));
+        if !valid {
+            return Err(ctx.invalid(
+                list.span().start,
+                context,
+                "allowed_origins",
+                format!("{o:?} is not an origin such as https://app.example.com (scheme, host, optional port; no path)"),
+            ));
+        }
+        out.push(o.clone());
+    }
+    Ok(OriginPolicy::Only(out))
 }
 
 fn publish_policy(
@@ -262,6 +587,14 @@ pub(super) fn config(
     };
     let server = build_server(&ctx, &raw.server)?;
     let defaults = apply_tunables!(&ctx, &raw.defaults, EngineSettings::default(), "defaults: ");
+    if let Some(ns) = &raw.defaults.redis_namespace {
+        return Err(ctx.invalid(
+            ns.span().start,
+            "defaults: ",
+            "redis_namespace",
+            "must be set per route: routes sharing a namespace would share sessions",
+        ));
+    }
     let mut routes: Vec<RouteSpec> = Vec::new();
     for r in &raw.route {
         let prefix = r.prefix.get_ref().clone();
@@ -276,15 +609,39 @@ pub(super) fn config(
                 "duplicate prefix",
             ));
         }
-        let settings = apply_tunables!(&ctx, r, defaults, &context);
+        let mut settings = apply_tunables!(&ctx, r, defaults, &context);
+        settings.subscribe = subscribe_policy(&ctx, r, &raw.defaults, &context)?;
+        settings.origins = origin_policy(&ctx, r, &raw.defaults, &context)?;
         let upstream = match &r.upstream {
             None => None,
             Some(u) => Some(upstream(&ctx, u, &context)?),
         };
+        let storage = storage(&ctx, r, &raw.defaults, &prefix, &context)?;
+        if upstream.is_some() && storage != Storage::Memory {
+            let at = r.engine.as_ref().map(|v| v.span().start).unwrap_or(0);
+            return Err(ctx.invalid(at, &context, "engine", "an upstream route has no engine"));
+        }
+        if let Storage::Redis(target) = &storage {
+            let shared = routes.iter().any(|x| {
+                x.storage
+                    .redis()
+                    .is_some_and(|t| t.url == target.url && t.namespace == target.namespace)
+            });
+            if shared {
+                let at = r.redis_namespace.as_ref().unwrap_or(&r.prefix).span().start;
+                return Err(ctx.invalid(
+                    at,
+                    &context,
+                    "redis_namespace",
+                    "another route uses the same Redis and namespace",
+                ));
+            }
+        }
         routes.push(RouteSpec {
             prefix,
             settings,
             upstream,
+            storage,
         });
     }
     Ok(Config {
@@ -292,6 +649,87 @@ pub(super) fn config(
         server,
         routes,
     })
+}
+
+/// The route's storage: `engine` (route, else defaults), and for Redis the URL
+/// from the variable `redis_url_env` names and the key namespace.
+fn storage(
+    ctx: &Ctx<'_>,
+    r: &RawRoute,
+    defaults: &RawDefaults,
+    prefix: &str,
+    context: &str,
+) -> Result<Storage, ConfigError> {
+    let engine = r.engine.as_ref().or(defaults.engine.as_ref());
+    let url_env = r.redis_url_env.as_ref().or(defaults.redis_url_env.as_ref());
+    let namespace = r.redis_namespace.as_ref();
+    match engine.map(|e| (e, e.get_ref().as_str())) {
+        None | Some((_, "memory")) => {
+            // Only the route's own keys: defaults may serve Redis routes elsewhere.
+            if let Some(v) = r.redis_url_env.as_ref().or(namespace) {
+                return Err(ctx.invalid(
+                    v.span().start,
+                    context,
+                    if r.redis_url_env.is_some() {
+                        "redis_url_env"
+                    } else {
+                        "redis_namespace"
+                    },
+                    "only applies with engine = \"redis\"",
+                ));
+            }
+            Ok(Storage::Memory)
+        }
+        Some((e, "redis")) => {
+            let Some(var) = url_env else {
+                return Err(ctx.invalid(
+                    e.span().start,
+                    context,
+                    "redis_url_env",
+                    "engine = \"redis\" needs the name of the environment variable holding the Redis URL",
+                ));
+            };
+            let url = match ctx.env.var(var.get_ref()) {
+                Some(v) if !v.trim().is_empty() => v.trim().to_owned(),
+                _ => {
+                    return Err(ctx.invalid(
+                        var.span().start,
+                        context,
+                        "redis_url_env",
+                        format!("environment variable {} is not set or empty", var.get_ref()),
+                    ))
+                }
+            };
+            check_url(&url).map_err(|reason| {
+                ctx.invalid(
+                    var.span().start,
+                    context,
+                    "redis_url_env",
+                    format!("{}: {reason}", var.get_ref()),
+                )
+            })?;
+            let namespace = match namespace {
+                Some(ns) => {
+                    check_namespace(ns.get_ref()).map_err(|reason| {
+                        ctx.invalid(ns.span().start, context, "redis_namespace", reason)
+                    })?;
+                    ns.get_ref().clone()
+                }
+                None => default_namespace(prefix),
+            };
+            Ok(Storage::Redis(RedisTarget {
+                url,
+                url_env: var.get_ref().clone(),
+                namespace,
+            }))
+        }
+        Some((e, _)) => Err(ctx.invalid(
+            e.span().start,
+            context,
+            "engine",
+            "must be \"memory\" or \"redis\"",
+        )),
+    }
 }
 
 fn upstream(ctx: &Ctx<'_>, u: &Spanned<String>, context: &str) -> Result<http::Uri, ConfigError> {

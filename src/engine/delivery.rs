@@ -172,6 +172,16 @@ impl ConnectWait {
     /// first (the HTTP connection closed), queued events stay in the mailbox
     /// for the next connect.
     pub async fn wait(mut self) -> Vec<Item> {
+        let items = self.wait_inner().await;
+        // A shared store learns what this answer hands out before it leaves,
+        // so the client's next connect resumes right after it on any node.
+        if items.len() > 1 && self.engine.is_shared() {
+            self.engine.checkpoint(&self.session).await;
+        }
+        items
+    }
+
+    async fn wait_inner(&mut self) -> Vec<Item> {
         let drain = self.engine.inner.drain.clone();
         let stop = drain.draining();
         tokio::pin!(stop);
@@ -241,6 +251,18 @@ impl ConnectWait {
         let mut reply = Map::new();
         if let Some(id) = self.id.take() {
             reply.insert("id".to_owned(), id);
+        }
+        if self.session.ended_by_token() {
+            // The token's time is up: the client must handshake with a fresh one.
+            reply.insert("channel".to_owned(), json!(meta::CONNECT));
+            reply.insert("successful".to_owned(), Value::Bool(false));
+            reply.insert("error".to_owned(), json!(super::meta::TOKEN_EXPIRED));
+            reply.insert("advice".to_owned(), json!({"reconnect": "handshake"}));
+            if let Mode::Poll(w) = &self.mode {
+                self.session.release(w.generation());
+            }
+            self.mode = Mode::Immediate;
+            return vec![Item::Reply(reply)];
         }
         reply.insert("clientId".to_owned(), json!(self.session.id()));
         reply.insert("channel".to_owned(), json!(meta::CONNECT));

@@ -23,15 +23,15 @@ impl Store {
     pub(crate) fn kind(&self) -> &'static str {
         match self {
             Store::Memory(_) => "memory",
+            Store::Redis(_) => "redis",
         }
     }
 
     /// The sessions held here that a publish to the concrete channel `name`
-    /// would be queued for now.
+    /// would be queued for now. For a shared store, only this process's: other
+    /// nodes hold their own.
     pub(crate) fn local_subscribers(&self, name: &str) -> Vec<Arc<Session>> {
-        match self {
-            Store::Memory(m) => m.recipients(name),
-        }
+        self.local().recipients(name)
     }
 }
 
@@ -50,6 +50,9 @@ pub enum OperatorPublishError {
     /// The route was retired.
     #[error("the route is being retired")]
     Retired,
+    /// A shared store could not record the event: it was not published.
+    #[error("the route's storage is unavailable: the message was not published")]
+    Unavailable,
 }
 
 impl Engine {
@@ -66,19 +69,21 @@ impl Engine {
         }
         let now = Instant::now();
         let mut sessions = self.inner.store.local_subscribers(name);
-        sessions.retain(|s| !s.is_due(now));
+        sessions.retain(|s| s.due(now).is_none());
         sessions
     }
 
     /// Publishes `data` on `name` as a backend's publish would, for the
     /// operator: the route's publish policy is not consulted (the operator is
     /// not one of the route's publishers), everything else is the same path,
-    /// counters and taps included. Returns how many sessions it was queued for.
+    /// counters and taps included. Returns how many sessions it was queued for,
+    /// or `None` for a shared store (each node's log reader queues it for the
+    /// sessions that node holds).
     pub async fn publish_as_operator(
         &self,
         name: &str,
         data: Value,
-    ) -> Result<usize, OperatorPublishError> {
+    ) -> Result<Option<usize>, OperatorPublishError> {
         let settings = self.settings();
         if !settings.channel_bounds().admits(name) || !channel::is_name(name) {
             return Err(OperatorPublishError::InvalidChannel);
@@ -96,7 +101,11 @@ impl Engine {
         if size > settings.max_message_bytes {
             return Err(OperatorPublishError::TooLarge(settings.max_message_bytes));
         }
-        Ok(self.publish(name, &event).await)
+        match self.publish(name, &event).await {
+            Ok(_) if self.inner.store.shared().is_some() => Ok(None),
+            Ok(queued) => Ok(Some(queued)),
+            Err(_) => Err(OperatorPublishError::Unavailable),
+        }
     }
 }
 
@@ -165,7 +174,7 @@ mod tests {
             .publish_as_operator("/users/123", json!({"hello": 1}))
             .await
             .unwrap();
-        assert_eq!(n, 1);
+        assert_eq!(n, Some(1));
         assert_eq!(s.queued(), 1);
         assert_eq!(engine.stats().delivered, 1);
         assert_eq!(

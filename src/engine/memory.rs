@@ -64,6 +64,60 @@ impl Memory {
         }
     }
 
+    /// Adds a session created elsewhere (a shared store's) under its own id;
+    /// `None` if a session of that id is held already.
+    pub(crate) fn insert_new(
+        &self,
+        id: Arc<str>,
+        peer: Option<PeerKey>,
+        expires_at: Instant,
+    ) -> Option<Arc<Session>> {
+        let mut shard = self.shard(&id).lock();
+        if shard.contains_key(&id) {
+            return None;
+        }
+        let session = Arc::new(Session::new(id.clone(), self.serial(), peer, expires_at));
+        shard.insert(id, session.clone());
+        self.count.fetch_add(1, Ordering::Relaxed);
+        Some(session)
+    }
+
+    /// Holds `session` unless a live session of its id is held already;
+    /// returns the held one. (The shard lock is never held while a session's
+    /// lock is taken, so a held copy is looked at between two shard locks.)
+    pub(crate) fn insert(&self, session: Arc<Session>) -> Arc<Session> {
+        let id: Arc<str> = Arc::from(session.id());
+        for _ in 0..4 {
+            let held = self.shard(&id).lock().get(&id).cloned();
+            if let Some(h) = &held {
+                if h.is_alive() {
+                    return h.clone();
+                }
+            }
+            let mut shard = self.shard(&id).lock();
+            match (&held, shard.get(&id)) {
+                (None, None) => {
+                    self.count.fetch_add(1, Ordering::Relaxed);
+                }
+                // An ended copy whose removal is still under way: replace it.
+                (Some(h), Some(now)) if Arc::ptr_eq(h, now) => {}
+                _ => continue,
+            }
+            shard.insert(id, session.clone());
+            return session;
+        }
+        // Four races lost in a row: take the place anyway.
+        if self.shard(&id).lock().insert(id, session.clone()).is_none() {
+            self.count.fetch_add(1, Ordering::Relaxed);
+        }
+        session
+    }
+
+    /// A fresh engine-wide serial for a session built outside this table.
+    pub(crate) fn serial(&self) -> u64 {
+        self.next_serial.fetch_add(1, Ordering::Relaxed)
+    }
+
     pub(crate) fn find(&self, id: &str) -> Option<Arc<Session>> {
         self.shard(id).lock().get(id).cloned()
     }
@@ -100,12 +154,14 @@ impl Memory {
         for key in subscriptions {
             self.index.remove(key, session.serial());
         }
-        if self
-            .shard(session.id())
-            .lock()
-            .remove(session.id())
-            .is_some()
+        // Only this very session: a shared store may hold a newer copy of the
+        // same client by now.
+        let mut shard = self.shard(session.id()).lock();
+        if shard
+            .get(session.id())
+            .is_some_and(|held| Arc::ptr_eq(held, session))
         {
+            shard.remove(session.id());
             self.count.fetch_sub(1, Ordering::Relaxed);
         }
     }

@@ -19,11 +19,20 @@ use tokio::time::Instant;
 
 use super::delivery::{ConnectWait, Item, Mode, Outcome, StreamSlot};
 use super::peers::Refusal;
-use super::session::{Subscribed, Waiter};
+use super::session::{Session, Subscribed, Waiter};
 use super::{Engine, Refused, Transport};
-use crate::auth::Credentials;
+use crate::auth::{presented_token, Credentials, SessionGrant, SubscribePolicy};
 use crate::bayeux::message::{reply_skeleton, str_field, truthy};
 use crate::bayeux::{channel, error, meta, Batch, BAYEUX_VERSION, CONNECTION_TYPES};
+
+/// The error of a connect whose session's token ran out.
+pub(crate) const TOKEN_EXPIRED: &str = "401::Authentication expired";
+/// The error of a handshake or subscribe whose token did not verify.
+const AUTH_FAILED: &str = "403::Authentication failed";
+/// Milliseconds a client whose handshake token was refused waits before the next
+/// handshake. Without an interval the Faye client handshakes again at once, in a
+/// loop as fast as the round trip (faye#542).
+const AUTH_FAILED_INTERVAL_MS: u64 = 1000;
 
 /// Where a batch came from.
 #[derive(Debug, Default)]
@@ -122,8 +131,10 @@ impl Engine {
                     }
                     Err(reply) => reply,
                 },
-                Some(meta::SUBSCRIBE) => self.subscription(&message, true).await,
-                Some(meta::UNSUBSCRIBE) => self.subscription(&message, false).await,
+                Some(meta::SUBSCRIBE) => self.subscription(&message, true, &ctx.credentials).await,
+                Some(meta::UNSUBSCRIBE) => {
+                    self.subscription(&message, false, &ctx.credentials).await
+                }
                 Some(meta::DISCONNECT) => self.disconnect(&message).await,
                 Some(other) if channel::is_meta(other) => {
                     let mut reply = Reply::to(&message);
@@ -135,6 +146,28 @@ impl Engine {
             out.items.push(Item::Reply(reply));
         }
         out
+    }
+
+    /// The live session named by the message's `clientId`, with Faye's errors
+    /// when there is none: `401:<id>:Unknown client`, then (later wins)
+    /// `402:clientId:Missing required parameter` when it is missing.
+    async fn sender(
+        &self,
+        message: &Map<String, Value>,
+        reply: &mut Reply,
+    ) -> Option<Arc<Session>> {
+        let client_id = message.get("clientId");
+        let session = match client_id.and_then(Value::as_str) {
+            Some(id) => self.session(id).await,
+            None => None,
+        };
+        if session.is_none() {
+            reply.fail(error::client_unknown(client_id));
+        }
+        if !truthy(client_id) {
+            reply.fail(error::parameter_missing("clientId"));
+        }
+        session
     }
 
     /// `peer` is the client's address, or `Err` when the request already held a handshake.
@@ -164,19 +197,51 @@ impl Engine {
         } else {
             reply.fail(error::parameter_missing("supportedConnectionTypes"));
         }
+        // Under a `jwt` policy a token presented here grants the session's
+        // channels; a bad one refuses the handshake (a missing one does not:
+        // it may come with the first subscribe).
+        let mut grant = None;
         // Milliseconds a refused client should wait before its next handshake.
         let mut back_off = None;
+        if let (true, SubscribePolicy::Jwt(policy)) = (reply.ok(), &self.settings().subscribe) {
+            if let Some(token) = presented_token(message) {
+                match policy.grant(token) {
+                    Ok(g) => grant = Some(g),
+                    Err(e) => {
+                        tracing::debug!(route = %self.name(), reason = e.label(), "handshake token refused");
+                        self.count_refused_auth();
+                        reply.fail(AUTH_FAILED.to_owned());
+                        back_off = Some(AUTH_FAILED_INTERVAL_MS);
+                    }
+                }
+            }
+        }
         if reply.ok() {
             let created = match peer {
                 Ok(peer) => self.create_session(peer).await,
                 Err(()) => Err(Refused::Peer(Refusal::Rate(Duration::from_secs(5)))),
             };
             match created {
-                Ok(session) => reply.set("clientId", json!(session.id())),
+                Ok(session) => {
+                    let recorded = match grant {
+                        Some(g) => self.inner.store.grant(&session, g).await.is_ok(),
+                        None => true,
+                    };
+                    if recorded {
+                        reply.set("clientId", json!(session.id()));
+                    } else {
+                        // Without its grant the session could read nothing.
+                        self.disconnect_session(&session);
+                        self.count_refused_handshake();
+                        reply.fail(error::STORAGE_UNAVAILABLE.to_owned());
+                        back_off = Some(1000);
+                    }
+                }
                 Err(refused) => {
                     self.count_refused_handshake();
                     let (text, wait) = match refused {
                         Refused::Capacity => ("503::Server at capacity", 5000),
+                        Refused::Unavailable => (error::STORAGE_UNAVAILABLE, 1000),
                         Refused::Peer(Refusal::Sessions) => ("429::Too many sessions", 5000),
                         Refused::Peer(Refusal::Rate(wait)) => (
                             "429::Too many handshakes",
@@ -206,12 +271,22 @@ impl Engine {
     ) -> Result<ConnectWait, Map<String, Value>> {
         let mut reply = Reply::to(message);
         let client_id = message.get("clientId");
+        // A shared store that cannot be asked about this client: it may well
+        // exist, so it is told to retry (keeping its id), not to handshake.
+        let mut unavailable = false;
         let session = match client_id.and_then(Value::as_str) {
-            Some(id) => self.session(id).await,
+            Some(id) => self.connect_session(id).await.unwrap_or_else(|_| {
+                unavailable = true;
+                None
+            }),
             None => None,
         };
         if session.is_none() {
-            reply.fail(error::client_unknown(client_id));
+            reply.fail(if unavailable {
+                error::storage_unavailable(client_id.and_then(Value::as_str).unwrap_or(""))
+            } else {
+                error::client_unknown(client_id)
+            });
         }
         if !truthy(client_id) {
             reply.fail(error::parameter_missing("clientId"));
@@ -227,12 +302,20 @@ impl Engine {
             reply.fail(error::parameter_missing("connectionType"));
         }
         let eventsource = conn_type.and_then(Value::as_str) == Some("eventsource");
+        if session.as_ref().is_some_and(|s| s.ended_by_token()) {
+            reply.fail(TOKEN_EXPIRED.to_owned());
+        }
         let session = match session {
             Some(s) if reply.ok() => s,
             _ => {
                 reply.map.remove("clientId");
                 let mut reply = reply.finish();
-                reply.insert("advice".to_owned(), self.advice(false, eventsource));
+                let advice = if unavailable {
+                    json!({"reconnect": "retry", "interval": 1000})
+                } else {
+                    self.advice(false, eventsource)
+                };
+                reply.insert("advice".to_owned(), advice);
                 return Err(reply);
             }
         };
@@ -279,19 +362,10 @@ impl Engine {
         &self,
         message: &Map<String, Value>,
         subscribe: bool,
+        credentials: &Credentials<'_>,
     ) -> Map<String, Value> {
         let mut reply = Reply::to(message);
-        let client_id = message.get("clientId");
-        let session = match client_id.and_then(Value::as_str) {
-            Some(id) => self.session(id).await,
-            None => None,
-        };
-        if session.is_none() {
-            reply.fail(error::client_unknown(client_id));
-        }
-        if !truthy(client_id) {
-            reply.fail(error::parameter_missing("clientId"));
-        }
+        let session = self.sender(message, &mut reply).await;
         let subscription = message.get("subscription");
         if !truthy(subscription) {
             reply.fail(error::parameter_missing("subscription"));
@@ -310,6 +384,10 @@ impl Engine {
         };
         let settings = self.settings();
         let bounds = settings.channel_bounds();
+        if let (true, true, Some(session)) = (subscribe, reply.ok(), &session) {
+            self.renew_grant(session, message, &settings.subscribe, &mut reply)
+                .await;
+        }
         for item in list {
             if !reply.ok() {
                 break;
@@ -326,8 +404,18 @@ impl Engine {
                 break;
             };
             if !subscribe {
-                self.inner.store.unsubscribe(session, name).await;
+                if self.inner.store.unsubscribe(session, name).await.is_err() {
+                    reply.fail(error::storage_unavailable(name));
+                }
                 continue;
+            }
+            if !self
+                .may_subscribe(session, name, &settings.subscribe, credentials)
+                .await
+            {
+                self.count_refused_auth();
+                reply.fail(error::channel_forbidden(Some(item)));
+                break;
             }
             let outcome = self
                 .inner
@@ -349,27 +437,65 @@ impl Engine {
                     self.count_refused_subscription();
                     reply.fail(format!("503:{name}:Server at capacity"));
                 }
+                Subscribed::Unavailable => reply.fail(error::storage_unavailable(name)),
             }
         }
         reply.finish()
     }
 
+    /// Under a `jwt` policy, a token presented on a subscribe replaces the
+    /// session's grants; one that does not verify refuses the whole message.
+    async fn renew_grant(
+        &self,
+        session: &Arc<Session>,
+        message: &Map<String, Value>,
+        policy: &SubscribePolicy,
+        reply: &mut Reply,
+    ) {
+        let (SubscribePolicy::Jwt(policy), Some(token)) = (policy, presented_token(message)) else {
+            return;
+        };
+        match policy.grant(token) {
+            Ok(grant) => {
+                if self.inner.store.grant(session, grant).await.is_err() {
+                    reply.fail(error::STORAGE_UNAVAILABLE.to_owned());
+                }
+            }
+            Err(e) => {
+                tracing::debug!(route = %self.name(), reason = e.label(), "subscribe token refused");
+                self.count_refused_auth();
+                reply.fail(AUTH_FAILED.to_owned());
+            }
+        }
+    }
+
+    /// What the route's subscribe policy says about `session` reading `pattern`.
+    async fn may_subscribe(
+        &self,
+        session: &Session,
+        pattern: &str,
+        policy: &SubscribePolicy,
+        credentials: &Credentials<'_>,
+    ) -> bool {
+        match policy {
+            SubscribePolicy::Open => true,
+            SubscribePolicy::Jwt(_) => session.grant().is_some_and(|g: Arc<SessionGrant>| {
+                !g.expired(std::time::SystemTime::now()) && g.grants.covers(pattern)
+            }),
+            SubscribePolicy::Backend(_) => {
+                policy
+                    .backend_allows(session.id(), pattern, credentials.forwarded)
+                    .await
+            }
+        }
+    }
+
     async fn disconnect(&self, message: &Map<String, Value>) -> Map<String, Value> {
         let mut reply = Reply::to(message);
-        let client_id = message.get("clientId");
-        let session = match client_id.and_then(Value::as_str) {
-            Some(id) => self.session(id).await,
-            None => None,
-        };
-        if session.is_none() {
-            reply.fail(error::client_unknown(client_id));
-        }
-        if !truthy(client_id) {
-            reply.fail(error::parameter_missing("clientId"));
-        }
+        let session = self.sender(message, &mut reply).await;
         match session {
             Some(session) if reply.ok() => {
-                self.destroy(&session);
+                self.disconnect_session(&session);
                 self.count_disconnect();
             }
             _ => {
@@ -402,7 +528,10 @@ impl Engine {
         }
         if let (true, Some(name)) = (reply.ok(), name) {
             message.remove("clientId");
-            self.publish(&name, message).await;
+            if self.publish(&name, message).await.is_err() {
+                // Never acknowledged and then dropped: the publisher is told.
+                reply.fail(error::storage_unavailable(&name));
+            }
         }
         reply.finish()
     }

@@ -16,8 +16,9 @@
 //!   owner, subscriptions, expiry) and the invariants its methods keep.
 //! - `store`: **the storage interface** the logic calls (create, find,
 //!   subscribe, unsubscribe, publish, remove). `memory` is the in-process
-//!   store; a store shared by several processes implements the same operations
-//!   (see the table in `store`). `subscriptions` is the channel index it uses.
+//!   store; `redis` is the store shared by several processes through Redis
+//!   (see its module header for the design). `subscriptions` is the channel
+//!   index both use.
 //! - `peers`: admission of new sessions per client address.
 //! - `tap` and `inspect`: what the operator's console reads: taps on the
 //!   publish path (free when none is open), presence, an operator's publish.
@@ -35,6 +36,7 @@ mod inspect;
 mod memory;
 mod meta;
 mod peers;
+mod redis;
 mod session;
 mod store;
 mod subscriptions;
@@ -51,7 +53,7 @@ use serde_json::{json, Map, Value};
 use tokio::time::Instant;
 
 pub use crate::auth::{PublishPolicy, Secret};
-pub use crate::config::EngineSettings;
+pub use crate::config::{EngineSettings, Storage};
 pub use delivery::{ConnectWait, Item, Outcome, StreamSlot};
 pub use inspect::OperatorPublishError;
 pub use meta::Ctx;
@@ -62,7 +64,7 @@ pub use tap::{Tap, TapRefused, MAX_TAPS, TAP_BYTES, TAP_MESSAGES};
 use crate::bayeux::channel;
 use crate::shutdown::Shutdown;
 use peers::Peers;
-use session::QueueLimits;
+use session::{Offered, QueueLimits};
 use store::Store;
 use tap::Taps;
 
@@ -96,6 +98,8 @@ pub struct Counters {
     pub subscriptions_refused: AtomicU64,
     /// Requests and WebSocket messages refused for holding too many messages.
     pub batches_refused: AtomicU64,
+    /// Handshakes and subscriptions refused by the route's subscribe policy.
+    pub auth_refused: AtomicU64,
     /// Accepted publishes (from clients and backends).
     pub published: AtomicU64,
     /// Events queued for a recipient.
@@ -185,6 +189,8 @@ pub struct Stats {
     pub subscriptions_refused: u64,
     /// Refused oversized batches.
     pub batches_refused: u64,
+    /// Handshakes and subscriptions the subscribe policy refused.
+    pub auth_refused: u64,
     /// Client addresses tracked for admission.
     pub peers: u64,
     /// Accepted publishes.
@@ -201,6 +207,20 @@ pub struct Stats {
     pub disconnected: u64,
     /// Open connections by transport, in [`Transport::ALL`] order.
     pub connections: [i64; 4],
+    /// Redis routes: whether Redis is reachable and the log read, Redis
+    /// failures, and replays that found the log no longer covered a client.
+    pub redis: Option<RedisStats>,
+}
+
+/// The Redis figures of a route (see [`Stats::redis`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RedisStats {
+    /// Redis reachable and the route's log being read.
+    pub up: bool,
+    /// Failed Redis commands and connection attempts.
+    pub errors: u64,
+    /// Clients resumed from a position the log no longer held.
+    pub replay_gaps: u64,
 }
 
 /// Why a handshake did not create a session.
@@ -210,12 +230,22 @@ pub(crate) enum Refused {
     Capacity,
     /// The client's address is over one of its limits.
     Peer(Refusal),
+    /// The shared store could not record the session (Redis unreachable).
+    Unavailable,
+}
+
+/// Offers counted locally before they reach the shared counters.
+#[derive(Debug, Default)]
+struct Tally {
+    delivered: u64,
+    dropped: u64,
+    overflows: u64,
 }
 
 #[derive(Debug)]
 struct Inner {
     name: Arc<str>,
-    settings: ArcSwap<EngineSettings>,
+    settings: Arc<ArcSwap<EngineSettings>>,
     store: Store,
     peers: Peers,
     counters: Counters,
@@ -234,11 +264,39 @@ impl Engine {
     /// A new, empty engine. `name` labels logs and metrics (the route prefix);
     /// `drain` is the process's drain signal.
     pub fn new(name: &str, settings: EngineSettings, drain: Shutdown) -> Self {
+        Self::build(
+            name,
+            Arc::new(ArcSwap::from_pointee(settings)),
+            Store::memory(),
+            drain,
+        )
+    }
+
+    /// A new, empty engine keeping its sessions in `storage` (nothing is
+    /// connected until [`Engine::spawn_sweeper`]). Fails only for a Redis URL
+    /// the client cannot use.
+    pub fn with_storage(
+        name: &str,
+        settings: EngineSettings,
+        storage: &Storage,
+        drain: Shutdown,
+    ) -> Result<Self, String> {
+        let settings = Arc::new(ArcSwap::from_pointee(settings));
+        let store = Store::new(storage, &settings)?;
+        Ok(Self::build(name, settings, store, drain))
+    }
+
+    fn build(
+        name: &str,
+        settings: Arc<ArcSwap<EngineSettings>>,
+        store: Store,
+        drain: Shutdown,
+    ) -> Self {
         Engine {
             inner: Arc::new(Inner {
                 name: Arc::from(name),
-                settings: ArcSwap::from_pointee(settings),
-                store: Store::memory(),
+                settings,
+                store,
                 peers: Peers::new(),
                 counters: Counters::default(),
                 retired: AtomicBool::new(false),
@@ -246,6 +304,11 @@ impl Engine {
                 taps: Taps::default(),
             }),
         }
+    }
+
+    /// Where the engine keeps its sessions.
+    pub fn storage(&self) -> Storage {
+        self.inner.store.storage()
     }
 
     /// The name given at creation (the route prefix).
@@ -268,9 +331,13 @@ impl Engine {
         Arc::ptr_eq(&self.inner, &other.inner)
     }
 
-    /// Starts the background sweeper that destroys expired sessions. It stops by
-    /// itself when the engine is dropped or retired.
+    /// Starts the background sweeper that destroys expired sessions (and, for
+    /// a Redis route, the log reader and the Redis maintenance task). They stop
+    /// by themselves when the engine is dropped or retired.
     pub fn spawn_sweeper(&self) {
+        if self.inner.store.shared().is_some() {
+            self.spawn_shared_tasks();
+        }
         let weak: Weak<Inner> = Arc::downgrade(&self.inner);
         tokio::spawn(async move {
             loop {
@@ -297,9 +364,7 @@ impl Engine {
         let now = Instant::now();
         let mut expired = 0;
         for session in self.inner.store.sessions() {
-            if session.is_due(now) {
-                self.destroy(&session);
-                self.inner.counters.expired.fetch_add(1, Ordering::Relaxed);
+            if self.end_if_due(&session, now) {
                 expired += 1;
             }
         }
@@ -334,6 +399,7 @@ impl Engine {
             handshakes_refused: c.handshakes_refused.load(Ordering::Relaxed),
             subscriptions_refused: c.subscriptions_refused.load(Ordering::Relaxed),
             batches_refused: c.batches_refused.load(Ordering::Relaxed),
+            auth_refused: c.auth_refused.load(Ordering::Relaxed),
             peers: self.inner.peers.len() as u64,
             published: c.published.load(Ordering::Relaxed),
             delivered: c.delivered.load(Ordering::Relaxed),
@@ -342,6 +408,14 @@ impl Engine {
             expired: c.expired.load(Ordering::Relaxed),
             disconnected: c.disconnected.load(Ordering::Relaxed),
             connections: std::array::from_fn(|i| c.connections[i].load(Ordering::Relaxed)),
+            redis: self.inner.store.shared().map(|r| {
+                let (up, errors, replay_gaps) = r.figures();
+                RedisStats {
+                    up,
+                    errors,
+                    replay_gaps,
+                }
+            }),
         }
     }
 
@@ -362,7 +436,16 @@ impl Engine {
         let wait = settings
             .first_connect_timeout
             .min(settings.session_lifetime());
-        let session = self.inner.store.create(key, Instant::now() + wait).await;
+        let created = self.inner.store.create(key, Instant::now() + wait).await;
+        let session = match created {
+            Ok(session) => session,
+            Err(_) => {
+                if let Some(key) = key {
+                    self.inner.peers.release(key);
+                }
+                return Err(Refused::Unavailable);
+            }
+        };
         if let Some(ip) = peer {
             session.set_client_addr(ip);
         }
@@ -376,19 +459,37 @@ impl Engine {
     /// The live session with this id. An expired session is destroyed here, so
     /// expiry is exact even between sweeps.
     pub async fn session(&self, id: &str) -> Option<Arc<Session>> {
-        let session = self.inner.store.find(id).await?;
-        if self.expire_if_due(&session) {
-            return None;
-        }
-        Some(session)
+        self.lookup(id).await.ok().flatten()
     }
 
-    /// Destroys the session if it ended or its lifetime passed; true if it is gone.
-    pub(crate) fn expire_if_due(&self, session: &Arc<Session>) -> bool {
-        if !session.is_due(Instant::now()) {
-            return false;
+    /// As [`Engine::session`], but says when a shared store could not be asked
+    /// about a session this process does not hold.
+    pub(crate) async fn lookup(&self, id: &str) -> Result<Option<Arc<Session>>, store::Failure> {
+        if let Some(session) = self.inner.store.find(id) {
+            if !self.expire_if_due(&session) {
+                return Ok(Some(session));
+            }
         }
+        match self.inner.store.shared() {
+            None => Ok(None),
+            Some(shared) => self.load_shared(shared, id).await,
+        }
+    }
+
+    /// Destroys the session if it ended, its lifetime passed or its token ran
+    /// out; true if it is gone.
+    pub(crate) fn expire_if_due(&self, session: &Arc<Session>) -> bool {
+        self.end_if_due(session, Instant::now())
+    }
+
+    fn end_if_due(&self, session: &Arc<Session>, now: Instant) -> bool {
+        let Some(due) = session.due(now) else {
+            return false;
+        };
         if session.is_alive() {
+            if due == session::Due::Token {
+                session.note_token_expired();
+            }
             self.destroy(session);
             self.inner.counters.expired.fetch_add(1, Ordering::Relaxed);
         }
@@ -412,54 +513,81 @@ impl Engine {
     /// Routes a published message (already validated, `clientId` removed) to every
     /// subscriber once. The event is serialized a single time; each recipient's
     /// mailbox holds a reference-counted pointer to the same bytes, and so does
-    /// any tap watching the channel. Returns how many sessions it was queued for here.
-    pub(crate) async fn publish(&self, channel_name: &str, event: &Map<String, Value>) -> usize {
+    /// any tap watching the channel. Returns how many sessions it was queued for
+    /// here (none for a shared store, whose log reader delivers and feeds taps).
+    /// An error means the event was not published (a shared store could not
+    /// append it) and must be reported to the publisher.
+    pub(crate) async fn publish(
+        &self,
+        channel_name: &str,
+        event: &Map<String, Value>,
+    ) -> Result<usize, store::Failure> {
+        // Service channels are request/response with the server: never fanned out
+        // to remote subscribers, not even to `/**` (a deliberate deviation from Faye).
+        if channel::is_service(channel_name) {
+            self.count_published();
+            return Ok(0);
+        }
+        let bytes = match serde_json::to_vec(event) {
+            Ok(v) => Bytes::from(v),
+            Err(_) => return Ok(0),
+        };
+        let recipients = self.inner.store.publish(channel_name, &bytes).await?;
+        self.count_published();
+        if !recipients.is_empty() {
+            self.deliver(&recipients, &bytes);
+        }
+        if self.inner.store.shared().is_none() {
+            self.inner.taps.offer(channel_name, &bytes);
+        }
+        Ok(recipients.len())
+    }
+
+    fn count_published(&self) {
         self.inner
             .counters
             .published
             .fetch_add(1, Ordering::Relaxed);
-        // Service channels are request/response with the server: never fanned out
-        // to remote subscribers, not even to `/**` (a deliberate deviation from Faye).
-        if channel::is_service(channel_name) {
-            return 0;
-        }
-        let bytes = match serde_json::to_vec(event) {
-            Ok(v) => Bytes::from(v),
-            Err(_) => return 0,
-        };
-        let recipients = self.inner.store.publish(channel_name, &bytes).await;
-        if !recipients.is_empty() {
-            self.deliver(&recipients, &bytes);
-        }
-        self.inner.taps.offer(channel_name, &bytes);
-        recipients.len()
     }
 
     fn deliver(&self, recipients: &[Arc<Session>], bytes: &Bytes) {
         let limits = self.inner.settings.load().queue_limits();
-        let (mut delivered, mut dropped, mut overflows) = (0u64, 0u64, 0u64);
+        let mut tally = Tally::default();
         for session in recipients {
-            let offered = session.offer(bytes, limits);
-            delivered += u64::from(offered.delivered);
-            if offered.dropped > 0 {
-                dropped += offered.dropped;
-                overflows += 1;
-            }
-            if let Some(count) = offered.report {
-                // At most one line per session per period, however many publishes overflow it.
-                tracing::warn!(
-                    route = %self.inner.name,
-                    client_id = %session.id(),
-                    dropped = count,
-                    "client not reading: oldest queued events dropped"
-                );
-            }
+            self.note(&mut tally, session, session.offer(bytes, limits));
         }
+        self.settle(tally);
+    }
+
+    /// Adds one offer to `tally`, warns about a client not reading, and ends
+    /// a session whose token ran out.
+    fn note(&self, tally: &mut Tally, session: &Arc<Session>, offered: Offered) {
+        if offered.token_expired {
+            self.end_if_due(session, Instant::now());
+        }
+        tally.delivered += u64::from(offered.delivered);
+        if offered.dropped > 0 {
+            tally.dropped += offered.dropped;
+            tally.overflows += 1;
+        }
+        if let Some(count) = offered.report {
+            // At most one line per session per period, however many publishes overflow it.
+            tracing::warn!(
+                route = %self.inner.name,
+                client_id = %session.id(),
+                dropped = count,
+                "client not reading: oldest queued events dropped"
+            );
+        }
+    }
+
+    /// Adds a tally of offers to the counters.
+    fn settle(&self, tally: Tally) {
         let c = &self.inner.counters;
-        c.delivered.fetch_add(delivered, Ordering::Relaxed);
-        if dropped > 0 {
-            c.dropped.fetch_add(dropped, Ordering::Relaxed);
-            c.overflows.fetch_add(overflows, Ordering::Relaxed);
+        c.delivered.fetch_add(tally.delivered, Ordering::Relaxed);
+        if tally.dropped > 0 {
+            c.dropped.fetch_add(tally.dropped, Ordering::Relaxed);
+            c.overflows.fetch_add(tally.overflows, Ordering::Relaxed);
         }
     }
 
@@ -525,6 +653,13 @@ impl Engine {
             .fetch_add(1, Ordering::Relaxed);
     }
 
+    fn count_refused_auth(&self) {
+        self.inner
+            .counters
+            .auth_refused
+            .fetch_add(1, Ordering::Relaxed);
+    }
+
     fn count_disconnect(&self) {
         self.inner
             .counters
@@ -545,7 +680,10 @@ mod tests {
 
     async fn run(engine: &Engine, body: serde_json::Value, bearer: Option<&str>) -> Vec<Value> {
         let batch = parse_batch(body.to_string().as_bytes(), 1000).unwrap();
-        let credentials = crate::auth::Credentials { bearer };
+        let credentials = crate::auth::Credentials {
+            bearer,
+            forwarded: None,
+        };
         let out = engine
             .process(batch, &mut Ctx::http(credentials, None))
             .await;

@@ -39,6 +39,7 @@ use tokio::time::Instant;
 
 use super::peers::PeerKey;
 use super::Transport;
+use crate::auth::SessionGrant;
 
 static NEXT_GENERATION: AtomicU64 = AtomicU64::new(1);
 
@@ -131,6 +132,8 @@ pub(crate) struct Offered {
     pub(crate) dropped: u64,
     /// Drops to log now for this session (the warning's rate limit allows it).
     pub(crate) report: Option<u64>,
+    /// The session's token ran out: nothing was queued, and it must end.
+    pub(crate) token_expired: bool,
 }
 
 /// The result of asking a session to add a subscription.
@@ -146,6 +149,8 @@ pub(crate) enum Subscribed {
     RouteFull,
     /// The session ended.
     Gone,
+    /// The shared store could not record it (Redis unreachable).
+    Unavailable,
 }
 
 /// What an ended session leaves to clean up outside its lock.
@@ -168,6 +173,26 @@ struct State {
     /// Events dropped since the last report about this session, and when that was.
     unreported_drops: u64,
     last_drop_report: Option<Instant>,
+    /// Shared stores only (see `super::redis`): the log position of the newest
+    /// event offered or skipped past, the one of the newest event handed to a
+    /// transport, and whether that moved since the position was last saved.
+    /// A memory session leaves them at zero.
+    seen: u128,
+    handed: u128,
+    unsaved: bool,
+    /// What a token lets this session read (`jwt` subscribe policy only).
+    grant: Option<Arc<SessionGrant>>,
+    /// The session ended because its token's time was up.
+    token_expired: bool,
+}
+
+/// Why a session is due to end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Due {
+    /// Ended already, or its lifetime passed.
+    Lifetime,
+    /// The token that granted its subscriptions ran out.
+    Token,
 }
 
 /// One Bayeux session.
@@ -209,6 +234,11 @@ impl Session {
                 owner: Owner::None,
                 unreported_drops: 0,
                 last_drop_report: None,
+                grant: None,
+                token_expired: false,
+                seen: 0,
+                handed: 0,
+                unsaved: false,
             }),
             since: SystemTime::now(),
             addr: OnceLock::new(),
@@ -262,10 +292,39 @@ impl Session {
         self.state.lock().alive
     }
 
-    /// True when the session ended or its lifetime passed at `now`.
-    pub(crate) fn is_due(&self, now: Instant) -> bool {
+    /// Whether the session must end now: it ended already or outlived its
+    /// lifetime at `now`, or its token ran out.
+    pub(crate) fn due(&self, now: Instant) -> Option<Due> {
         let st = self.state.lock();
-        !st.alive || st.expires_at <= now
+        if !st.alive || st.expires_at <= now {
+            return Some(Due::Lifetime);
+        }
+        let token_out = st
+            .grant
+            .as_ref()
+            .is_some_and(|g| g.expired(SystemTime::now()));
+        token_out.then_some(Due::Token)
+    }
+
+    /// What the session's token grants, if it presented one.
+    pub(crate) fn grant(&self) -> Option<Arc<SessionGrant>> {
+        self.state.lock().grant.clone()
+    }
+
+    /// Replaces what the session may read (a token was presented).
+    pub(crate) fn set_grant(&self, grant: SessionGrant) {
+        self.state.lock().grant = Some(Arc::new(grant));
+    }
+
+    /// Marks that the session ends because its token ran out, so its held
+    /// connect is answered with an error telling it to handshake again.
+    pub(crate) fn note_token_expired(&self) {
+        self.state.lock().token_expired = true;
+    }
+
+    /// True when the session ended because its token ran out.
+    pub(crate) fn ended_by_token(&self) -> bool {
+        self.state.lock().token_expired
     }
 
     /// Moves the expiry to `until` (a handshake or a connect started); returns it.
@@ -282,35 +341,116 @@ impl Session {
             if !st.alive {
                 return out;
             }
-            while !st.queue.is_empty()
-                && (st.queue.len() >= limits.max_messages
-                    || st.queued_bytes + event.len() > limits.max_bytes)
-            {
-                if let Some(old) = st.queue.pop_front() {
-                    st.queued_bytes -= old.len();
-                    out.dropped += 1;
-                }
+            // A session stops receiving the moment its token runs out, not at
+            // its next connect or the next sweep.
+            if Self::token_out(&st) {
+                out.token_expired = true;
+                return out;
             }
-            st.queued_bytes += event.len();
-            st.queue.push_back(event.clone());
-            out.delivered = true;
-            if out.dropped > 0 {
-                st.unreported_drops += out.dropped;
-                let now = Instant::now();
-                let due = st
-                    .last_drop_report
-                    .is_none_or(|t| now.duration_since(t) >= OVERFLOW_REPORT_EVERY);
-                if due {
-                    out.report = Some(std::mem::take(&mut st.unreported_drops));
-                    st.last_drop_report = Some(now);
-                }
-            }
-            st.owner.waiter().map(|w| w.notify.clone())
+            Self::enqueue(&mut st, event, limits, &mut out)
         };
         if let Some(n) = notify {
             n.notify_one();
         }
         out
+    }
+
+    /// Shared stores: queues the event at log position `pos`, unless the
+    /// session already has it (a replay and the live log reader may both
+    /// offer one event: the position decides, so it is queued once).
+    pub(crate) fn offer_at(&self, event: &Bytes, limits: QueueLimits, pos: u128) -> Offered {
+        let mut out = Offered::default();
+        let notify = {
+            let mut st = self.state.lock();
+            if !st.alive || pos <= st.seen {
+                return out;
+            }
+            st.seen = pos;
+            if Self::token_out(&st) {
+                out.token_expired = true;
+                return out;
+            }
+            Self::enqueue(&mut st, event, limits, &mut out)
+        };
+        if let Some(n) = notify {
+            n.notify_one();
+        }
+        out
+    }
+
+    /// Shared stores: the session starts at log position `pos` (its saved
+    /// cursor): everything up to it was handed out before.
+    pub(crate) fn start_at(&self, pos: u128) {
+        let mut st = self.state.lock();
+        st.seen = pos;
+        st.handed = pos;
+    }
+
+    /// Shared stores: nothing up to `pos` is still to be offered (a replay read
+    /// the log that far).
+    pub(crate) fn skip_to(&self, pos: u128) {
+        let mut st = self.state.lock();
+        st.seen = st.seen.max(pos);
+    }
+
+    /// Shared stores: the position to save as this session's delivery cursor,
+    /// given that the log reader has offered every entry up to `reader` (read
+    /// before this call). With nothing queued, everything offered was handed
+    /// out (or dropped and counted), so the cursor may move past `reader` too;
+    /// otherwise it stays at the last event handed to a transport.
+    pub(crate) fn cursor(&self, reader: u128) -> u128 {
+        let mut st = self.state.lock();
+        st.unsaved = false;
+        if st.queue.is_empty() {
+            st.seen.max(reader).max(st.handed)
+        } else {
+            st.handed
+        }
+    }
+
+    /// Shared stores: true (once) when events were handed out since the cursor
+    /// was last taken with [`Session::cursor`].
+    pub(crate) fn take_unsaved(&self) -> bool {
+        std::mem::take(&mut self.state.lock().unsaved)
+    }
+
+    /// True when the token that granted the session's subscriptions ran out.
+    fn token_out(st: &State) -> bool {
+        st.grant
+            .as_ref()
+            .is_some_and(|g| g.expired(SystemTime::now()))
+    }
+
+    fn enqueue(
+        st: &mut State,
+        event: &Bytes,
+        limits: QueueLimits,
+        out: &mut Offered,
+    ) -> Option<Arc<Notify>> {
+        while !st.queue.is_empty()
+            && (st.queue.len() >= limits.max_messages
+                || st.queued_bytes + event.len() > limits.max_bytes)
+        {
+            if let Some(old) = st.queue.pop_front() {
+                st.queued_bytes -= old.len();
+                out.dropped += 1;
+            }
+        }
+        st.queued_bytes += event.len();
+        st.queue.push_back(event.clone());
+        out.delivered = true;
+        if out.dropped > 0 {
+            st.unreported_drops += out.dropped;
+            let now = Instant::now();
+            let due = st
+                .last_drop_report
+                .is_none_or(|t| now.duration_since(t) >= OVERFLOW_REPORT_EVERY);
+            if due {
+                out.report = Some(std::mem::take(&mut st.unreported_drops));
+                st.last_drop_report = Some(now);
+            }
+        }
+        st.owner.waiter().map(|w| w.notify.clone())
     }
 
     /// Makes `waiter` the delivery owner as a held long-poll or a stream, waking
@@ -364,7 +504,7 @@ impl Session {
             Owner::Stream(w) if w.generation == generation => {}
             _ => return StreamDrain::Superseded,
         }
-        st.queued_bytes = 0;
+        Self::handing_out(&mut st);
         StreamDrain::Events(st.queue.drain(..).collect())
     }
 
@@ -382,7 +522,7 @@ impl Session {
         if st.queue.is_empty() {
             return PollState::Empty;
         }
-        st.queued_bytes = 0;
+        Self::handing_out(&mut st);
         st.owner = Owner::None;
         PollState::Ready(st.queue.drain(..).collect())
     }
@@ -394,8 +534,17 @@ impl Session {
         if !st.alive || !matches!(st.owner, Owner::None) {
             return Vec::new();
         }
-        st.queued_bytes = 0;
+        Self::handing_out(&mut st);
         st.queue.drain(..).collect()
+    }
+
+    /// The whole queue is about to be handed to a transport.
+    fn handing_out(st: &mut State) {
+        st.queued_bytes = 0;
+        if !st.queue.is_empty() {
+            st.handed = st.seen;
+            st.unsaved = true;
+        }
     }
 
     /// Adds `pattern` unless present or the session holds `max`; `index` adds

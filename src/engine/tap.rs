@@ -259,9 +259,18 @@ mod tests {
         let engine = Engine::new("/t", Default::default(), Shutdown::default());
         let mut tap = engine.tap("/a/*").unwrap();
         assert_eq!(engine.taps(), 1);
-        engine.publish("/a/1", &event("/a/1", json!(1))).await;
-        engine.publish("/b/1", &event("/b/1", json!(2))).await;
-        engine.publish("/a/2", &event("/a/2", json!(3))).await;
+        engine
+            .publish("/a/1", &event("/a/1", json!(1)))
+            .await
+            .unwrap();
+        engine
+            .publish("/b/1", &event("/b/1", json!(2)))
+            .await
+            .unwrap();
+        engine
+            .publish("/a/2", &event("/a/2", json!(3)))
+            .await
+            .unwrap();
         let got = tap.next(10).await.unwrap();
         let got: Vec<Value> = got
             .iter()
@@ -288,12 +297,15 @@ mod tests {
         let engine = Engine::new("/t", Default::default(), Shutdown::default());
         let mut tap = engine.tap("/a").unwrap();
         for i in 0..TAP_MESSAGES + 5 {
-            engine.publish("/a", &event("/a", json!(i))).await;
+            engine.publish("/a", &event("/a", json!(i))).await.unwrap();
         }
         assert_eq!(tap.dropped(), 5);
         let got = tap.next(usize::MAX).await.unwrap();
         assert_eq!(got.len(), TAP_MESSAGES);
-        engine.publish("/a", &event("/a", json!("after"))).await;
+        engine
+            .publish("/a", &event("/a", json!("after")))
+            .await
+            .unwrap();
         assert_eq!(tap.next(10).await.unwrap().len(), 1);
     }
 
@@ -308,7 +320,8 @@ mod tests {
         // Service publishes are never serialized for delivery, so taps see none.
         engine
             .publish("/service/x", &event("/service/x", json!(1)))
-            .await;
+            .await
+            .unwrap();
         engine.retire();
         for tap in &mut taps {
             assert!(tap.next(10).await.is_none());

@@ -50,6 +50,33 @@ pub struct ListenerLimits {
     pub write_timeout: Duration,
 }
 
+/// Counts events that would each deserve a log line and lets one line through
+/// per [`Throttle::EVERY`], carrying how many happened since the last one: at
+/// the connection limit a flood of refusals must not become a flood of logs.
+#[derive(Debug, Default)]
+struct Throttle {
+    last: Option<tokio::time::Instant>,
+    count: u64,
+}
+
+impl Throttle {
+    const EVERY: Duration = Duration::from_secs(10);
+
+    /// Records one event; `Some(n)` when a line is due, `n` events since the last.
+    fn note(&mut self) -> Option<u64> {
+        self.count += 1;
+        let now = tokio::time::Instant::now();
+        if self
+            .last
+            .is_some_and(|t| now.duration_since(t) < Self::EVERY)
+        {
+            return None;
+        }
+        self.last = Some(now);
+        Some(std::mem::take(&mut self.count))
+    }
+}
+
 /// Runs the accept loop of one listener until the drain starts.
 pub async fn serve(
     name: Arc<str>,
@@ -61,6 +88,7 @@ pub async fn serve(
 ) {
     let shutdown = gateway.shutdown().clone();
     let permits = Arc::new(Semaphore::new(limits.max_connections));
+    let mut refusals = Throttle::default();
     let mut backoff = Duration::from_millis(5);
     loop {
         let accepted = tokio::select! {
@@ -81,7 +109,14 @@ pub async fn serve(
             }
         };
         let Ok(permit) = permits.clone().try_acquire_owned() else {
-            tracing::warn!(listener = %name, %peer, "connection limit reached; refusing connection");
+            if let Some(refused) = refusals.note() {
+                tracing::warn!(
+                    listener = %name,
+                    refused,
+                    max_connections = limits.max_connections,
+                    "connection limit reached; refusing connections"
+                );
+            }
             drop(stream);
             continue;
         };
@@ -260,6 +295,17 @@ async fn serve_h2<S, Svc>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn refusals_are_logged_once_per_period_with_their_count() {
+        let mut t = Throttle::default();
+        assert_eq!(t.note(), Some(1));
+        for _ in 0..500 {
+            assert_eq!(t.note(), None);
+        }
+        tokio::time::advance(Throttle::EVERY).await;
+        assert_eq!(t.note(), Some(501));
+    }
 
     /// Every open HTTP/1.1 connection (a held long-poll, a WebSocket before its
     /// upgrade completes) carries this future: keep the rare, large states

@@ -121,6 +121,8 @@ impl RouteTable {
         for spec in &config.routes {
             let existing = current.and_then(|t| t.routes.iter().find(|r| *r.prefix == spec.prefix));
             let step = match (existing, &spec.upstream) {
+                // Another engine kind or Redis target is a new engine: the
+                // running one's sessions live somewhere else.
                 (
                     Some(
                         r @ Route {
@@ -129,7 +131,7 @@ impl RouteTable {
                         },
                     ),
                     None,
-                ) => {
+                ) if engine.storage() == spec.storage => {
                     kept.push(r);
                     if *engine.settings() == spec.settings {
                         Step::Keep(r.clone())
@@ -205,8 +207,23 @@ impl Plan {
                     diff.added.push(spec.prefix.clone());
                     let backend = match &spec.upstream {
                         None => {
-                            let engine =
-                                Engine::new(&spec.prefix, spec.settings.clone(), drain.clone());
+                            let engine = Engine::with_storage(
+                                &spec.prefix,
+                                spec.settings.clone(),
+                                &spec.storage,
+                                drain.clone(),
+                            )
+                            .unwrap_or_else(|e| {
+                                // Validation already parsed the URL. Should the
+                                // client still refuse it, the route must not
+                                // quietly serve from one process's memory: it
+                                // is retired, and `/readyz` says so.
+                                tracing::error!(route = %spec.prefix, error = %e, "redis engine not available; route not served");
+                                let engine =
+                                    Engine::new(&spec.prefix, spec.settings.clone(), drain.clone());
+                                engine.retire();
+                                engine
+                            });
                             engine.spawn_sweeper();
                             Backend::Engine(engine)
                         }
@@ -312,5 +329,39 @@ mod tests {
         let old_a = table.lookup("/a").unwrap().0.engine().unwrap();
         let new_a = table2.lookup("/a").unwrap().0.engine().unwrap();
         assert!(old_a.same(new_a));
+    }
+
+    #[tokio::test]
+    async fn a_new_engine_kind_or_redis_target_is_a_new_engine() {
+        let env = [
+            ("URL_1", "redis://127.0.0.1:1/"),
+            ("URL_2", "redis://127.0.0.1:2/"),
+        ];
+        let parse =
+            |text: &str| Config::parse_with(text, "t", std::path::Path::new("."), &env).unwrap();
+        let memory = parse("[[route]]\nprefix = \"/a\"\n");
+        let redis_1 =
+            parse("[[route]]\nprefix = \"/a\"\nengine = \"redis\"\nredis_url_env = \"URL_1\"\n");
+        let redis_1_tuned = parse("[[route]]\nprefix = \"/a\"\nengine = \"redis\"\nredis_url_env = \"URL_1\"\nredis_stream_max_len = 500\n");
+        let redis_2 =
+            parse("[[route]]\nprefix = \"/a\"\nengine = \"redis\"\nredis_url_env = \"URL_2\"\n");
+        let drain = Shutdown::default();
+        let (t0, _) = RouteTable::plan(&memory, None).apply(&drain);
+        let (t1, d1) = RouteTable::plan(&redis_1, Some(&t0)).apply(&drain);
+        assert_eq!(
+            (d1.added.len(), d1.removed.len()),
+            (1, 1),
+            "memory to redis"
+        );
+        assert!(t1.routes()[0].engine().unwrap().is_shared());
+        let (t2, d2) = RouteTable::plan(&redis_1_tuned, Some(&t1)).apply(&drain);
+        assert_eq!(d2.retuned, ["/a"], "a Redis tunable retunes in place");
+        let (t3, d3) = RouteTable::plan(&redis_2, Some(&t2)).apply(&drain);
+        assert_eq!((d3.added.len(), d3.removed.len()), (1, 1), "another Redis");
+        for t in [t0, t1, t2, t3] {
+            for r in t.routes() {
+                r.retire();
+            }
+        }
     }
 }

@@ -85,6 +85,10 @@ pub async fn serve(
                     _ = drain.cancelled() => break,
                 }
             }
+            // A Redis route saves where delivery stands for the next connect.
+            if client.is_alive() {
+                engine.checkpoint(&client).await;
+            }
             slot.unbind();
         },
         span,

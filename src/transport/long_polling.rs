@@ -147,7 +147,11 @@ async fn run(
         }
         Err(_) => return bad_request(),
     };
-    let credentials = Credentials::from_headers(headers);
+    let forwarded = engine.settings().subscribe.forwarded(headers);
+    let credentials = Credentials {
+        bearer: crate::auth::bearer(headers),
+        forwarded: forwarded.as_ref(),
+    };
     let outcome = engine
         .process(batch, &mut Ctx::http(credentials, Some(ip)))
         .await;
@@ -181,7 +185,7 @@ async fn run(
             r
         }
     };
-    cors::add_pair(headers, response.headers_mut());
+    cors::add_pair(headers, response.headers_mut(), &engine.settings().origins);
     response
 }
 

@@ -90,6 +90,7 @@ pub fn upgrade(
     let accept = derive_accept_key(key.as_bytes());
     let drain = shutdown.clone();
     let bearer = crate::auth::bearer(req.headers()).map(str::to_owned);
+    let forwarded = engine.settings().subscribe.forwarded(req.headers());
     // The session continues the connection's span (listener, peer, route) and
     // records the clientId on it once a connect binds the socket.
     let span = tracing::Span::current();
@@ -108,6 +109,7 @@ pub fn upgrade(
                 let ws = WebSocketStream::from_raw_socket(io, Role::Server, Some(config)).await;
                 let mut session = Session::new(ws, engine, drain);
                 session.bearer = bearer;
+                session.forwarded = forwarded.map(Box::new);
                 session.ip = Some(info.ip);
                 session._slot = info.slot;
                 tracing::Instrument::instrument(session.run(), span).await;
@@ -142,6 +144,9 @@ struct Session<S> {
     pending: Vec<PendingFrame>,
     drain: Shutdown,
     bearer: Option<String>,
+    /// The upgrade request's headers a `backend` subscribe policy forwards
+    /// (boxed: most routes keep none, and every idle socket carries this field).
+    forwarded: Option<Box<crate::auth::ForwardedHeaders>>,
     ip: Option<IpAddr>,
     _slot: Option<Arc<tokio::sync::OwnedSemaphorePermit>>,
 }
@@ -163,6 +168,7 @@ where
             pending: Vec::new(),
             drain,
             bearer: None,
+            forwarded: None,
             ip: None,
             _slot: None,
         }
@@ -216,12 +222,23 @@ where
                 break;
             }
         }
+        // Boxed: the resting session future should not carry this state.
+        Box::pin(self.checkpoint()).await;
         self.slot.unbind();
+    }
+
+    /// A Redis route saves where the client's delivery stands, so its next
+    /// connect, on whichever node, resumes right after it.
+    async fn checkpoint(&mut self) {
+        if let Some(session) = self.slot.bound() {
+            self.engine.checkpoint(session).await;
+        }
     }
 
     async fn drain(&mut self) -> Flow {
         let _ = self.flush_events().await;
         let _ = self.finish_due(true).await;
+        self.checkpoint().await;
         self.close(CloseCode::Away, "server shutting down").await;
         Flow::Stop
     }
@@ -270,6 +287,7 @@ where
             stream: Some(&mut self.slot),
             credentials: crate::auth::Credentials {
                 bearer: self.bearer.as_deref(),
+                forwarded: self.forwarded.as_deref(),
             },
             peer: self.ip,
         };

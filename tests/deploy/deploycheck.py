@@ -59,8 +59,10 @@ MAIN_CONTAINER = "bayeux-edge"
 PLACEHOLDERS = ("${AWS_ACCOUNT_ID}", "${AWS_REGION}", "${IMAGE}")
 SAMPLE = {"account": "123456789012", "region": "eu-west-1"}
 ECS_STOP_TIMEOUT_MAX = 120
-# The engine is in memory, per process: the service runs exactly this many tasks.
-SERVICE_TASKS = 1
+# A memory engine lives in one process: a memory-only routes file runs exactly this
+# many tasks. With the Redis engine every task serves every client: at least this many.
+MEMORY_TASKS = 1
+REDIS_MIN_TASKS = 2
 
 # Task-level cpu -> allowed memory (MiB) on Fargate.
 FARGATE_SIZES = {
@@ -362,6 +364,12 @@ def env_names(routes: dict) -> set[str]:
     return names
 
 
+def route_engines(routes: dict) -> set[str]:
+    """The engines of the routes file's engine routes (`engine`, route over [defaults])."""
+    default = routes.get("defaults", {}).get("engine", "memory")
+    return {r.get("engine", default) for r in routes.get("route", []) if "upstream" not in r}
+
+
 def drain_grace(routes: dict) -> float:
     return float(routes.get("server", {}).get("drain_grace_secs", 20))
 
@@ -449,13 +457,28 @@ def _container(task: dict, name: str) -> dict | None:
     return None
 
 
-def _template_resources(template: Path) -> dict:
+def _template(template: Path) -> dict:
     from cfnlint.decode import decode
 
     parsed, matches = decode(str(template))
     if parsed is None:
         raise ValueError(f"{template}: cannot be parsed: {matches}")
-    return parsed.get("Resources", {})
+    return parsed
+
+
+def _template_resources(template: Path) -> dict:
+    return _template(template).get("Resources", {})
+
+
+def _count_bounds(value, parameters: dict) -> tuple[int | None, int | None, int | None]:
+    """(default, minimum, maximum) of a DesiredCount: a number, or a Ref to a Number parameter."""
+    if isinstance(value, int):
+        return value, value, value
+    if isinstance(value, dict) and set(value) == {"Ref"} and value["Ref"] in parameters:
+        p = parameters[value["Ref"]]
+        as_int = lambda key: int(p[key]) if str(p.get(key, "")).isdigit() else None  # noqa: E731
+        return as_int("Default"), as_int("MinValue"), as_int("MaxValue")
+    return None, None, None
 
 
 def _resources_of_type(resources: dict, kind: str) -> dict:
@@ -635,9 +658,11 @@ def check_template_rules(
 ) -> list[str]:
     problems: list[str] = []
     try:
-        resources = _template_resources(template)
+        parsed = _template(template)
     except Exception as error:  # a broken file is a finding, not a crash
         return [f"{template.name}: {error}"]
+    resources = parsed.get("Resources", {})
+    parameters = parsed.get("Parameters", {})
     routes = load_routes(routes_path)
     task = json.loads(task_definition.read_text())
     main = _container(task, MAIN_CONTAINER) or {}
@@ -686,11 +711,23 @@ def check_template_rules(
         breaker = deployment.get("DeploymentCircuitBreaker", {})
         if breaker.get("Enable") is not True or breaker.get("Rollback") is not True:
             problems.append(f"{name}: the deployment circuit breaker must be enabled with rollback")
-        # The engine keeps its state in the process: a second task would hold a
-        # disjoint set of clients, and a publish would reach only one of them.
-        if props.get("DesiredCount") != SERVICE_TASKS:
+        # The task count follows the engines of the routes file. A memory engine
+        # keeps its state in the process: a second task would hold a disjoint set
+        # of clients, and a publish would reach only one of them. With Redis every
+        # task serves every client, and one task alone is a single point of failure.
+        default, minimum, maximum = _count_bounds(props.get("DesiredCount"), parameters)
+        engines = route_engines(routes)
+        if "redis" in engines and "memory" in engines:
+            problems.append(f"{name}: routes mix the memory and redis engines; memory routes cannot run on several tasks")
+        elif "redis" in engines:
+            if default is None or minimum is None or min(default, minimum) < REDIS_MIN_TASKS:
+                problems.append(
+                    f"{name}: DesiredCount {props.get('DesiredCount')!r} (default {default}, minimum {minimum}) must be "
+                    f"at least {REDIS_MIN_TASKS}, with a MinValue of {REDIS_MIN_TASKS}: the routes use the redis engine"
+                )
+        elif (default, minimum, maximum) != (MEMORY_TASKS,) * 3:
             problems.append(
-                f"{name}: DesiredCount is {props.get('DesiredCount')!r}, not {SERVICE_TASKS}: the in-memory engine "
+                f"{name}: DesiredCount is {props.get('DesiredCount')!r}, not exactly {MEMORY_TASKS}: the in-memory engine "
                 "cannot be shared between tasks"
             )
         # The new task must be healthy before the old one drains.

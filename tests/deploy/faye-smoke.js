@@ -6,7 +6,10 @@
 // 3. a message POSTed to URL (as a backend publishes) reaches that subscriber.
 // With PUBLISH_SECRET set (a route with publish = "secret"), a POST without it must
 // be refused and never delivered, and the POST of step 3 sends it as
-// `Authorization: Bearer`.
+// `Authorization: Bearer`. With JWT_SECRET, JWT_ISSUER and JWT_AUDIENCE set (a
+// route with subscribe = "jwt" and grants /{sub} and /{sub}/**), the client
+// presents an HS256 token for user `deploy-smoke` as a web app's extension
+// would, and a subscription outside that user's channels must be refused.
 // Prints one JSON line with what happened; exit status 0 only when all of it holds.
 // The npm `faye` package comes from tests/interop/node_modules (or FAYE_MODULE_DIR).
 
@@ -26,6 +29,22 @@ const ca = fs.readFileSync(caFile, 'utf8');
 const tls = { ca, servername: 'localhost' };
 const DEADLINE_MS = 15000;
 const publishSecret = process.env.PUBLISH_SECRET || '';
+const jwtSecret = process.env.JWT_SECRET || '';
+const JWT_USER = 'deploy-smoke';
+
+// An HS256 token for JWT_USER, valid for five minutes.
+function token() {
+  const b64 = (value) => Buffer.from(JSON.stringify(value)).toString('base64url');
+  const claims = {
+    sub: JWT_USER,
+    iss: process.env.JWT_ISSUER,
+    aud: process.env.JWT_AUDIENCE,
+    exp: Math.floor(Date.now() / 1000) + 300,
+  };
+  const unsigned = `${b64({ alg: 'HS256', typ: 'JWT' })}.${b64(claims)}`;
+  const signature = require('crypto').createHmac('sha256', jwtSecret).update(unsigned).digest('base64url');
+  return `${unsigned}.${signature}`;
+}
 
 function request(method, target, body, extraHeaders = {}) {
   return new Promise((resolve, reject) => {
@@ -62,7 +81,18 @@ async function main() {
   }
 
   const client = new faye.Client(url, { retry: 1, tls });
-  const channel = `/deploy-smoke/${process.pid}`;
+  if (jwtSecret) {
+    // What a web app's client extension does: a token on every handshake and subscribe.
+    client.addExtension({
+      outgoing(message, callback) {
+        if (message.channel === '/meta/handshake' || message.channel === '/meta/subscribe') {
+          message.ext = { ...(message.ext || {}), token: token() };
+        }
+        callback(message);
+      },
+    });
+  }
+  const channel = `/${JWT_USER}/${process.pid}`;
   const nonce = `${Date.now()}-${Math.random().toString(16).slice(2)}`;
   const refusedNonce = `${nonce}-without-secret`;
   let leaked = false;
@@ -78,6 +108,17 @@ async function main() {
     }), 'subscribe');
     result.clientId = client._dispatcher.clientId;
     result.subscribed = channel;
+
+    if (jwtSecret) {
+      const foreign = `/someone-else-${process.pid}`;
+      const refusal = await withDeadline(new Promise((resolve) => {
+        client.subscribe(foreign, () => {}).then(() => resolve(null), (error) => resolve(error));
+      }), `subscribe to ${foreign}`);
+      // A Faye error: code, params and message, as the server wrote `403:<channel>:…`.
+      result.foreignSubscription = refusal &&
+        (refusal.code ? `${refusal.code}:${(refusal.params || []).join(',')}:${refusal.message}` : String(refusal));
+      if (!refusal) throw new Error(`a token for ${JWT_USER} was allowed to subscribe to ${foreign}`);
+    }
 
     if (publishSecret) {
       const refused = await request('POST', url, JSON.stringify([{ channel, data: { nonce: refusedNonce } }]));

@@ -86,9 +86,66 @@ def _toml(value) -> str:
     raise TypeError(value)
 
 
+def redis_url_names(routes: dict) -> set[str]:
+    """The environment variables that hold a Redis URL (`redis_url_env`, in a route or [defaults])."""
+    tables = [routes.get("defaults", {}), *routes.get("route", [])]
+    return {t["redis_url_env"] for t in tables if isinstance(t.get("redis_url_env"), str)}
+
+
 def secret_values(routes: dict) -> dict[str, str]:
-    """A random value for each environment variable the routes file names, as ECS secrets would set."""
-    return {name: secrets.token_hex(16) for name in sorted(dc.env_names(routes))}
+    """A value for each environment variable the routes file names, as ECS secrets would set:
+    random for secrets, a well-formed URL (nothing listening) for Redis URLs."""
+    urls = redis_url_names(routes)
+    return {
+        name: ("redis://127.0.0.1:1/" if name in urls else secrets.token_hex(16))
+        for name in sorted(dc.env_names(routes))
+    }
+
+
+class RedisServer:
+    """A real redis-server on a free loopback port (for routes using the Redis engine), killed by PID."""
+
+    def __init__(self):
+        if shutil.which("redis-server") is None:
+            dc.unavailable("redis-server is not installed (the production routes use the Redis engine)")
+        self.dir = Path(tempfile.mkdtemp(prefix="bayeux-edge-redis-"))
+        for _ in range(10):
+            with socket_closed_port() as port:
+                self.port = port
+            self.process = subprocess.Popen(
+                ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--dir", str(self.dir)],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            if self._wait_ready():
+                return
+            self.stop()
+        raise AssertionError("redis-server did not start on any of 10 free ports")
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/"
+
+    def _wait_ready(self) -> bool:
+        import socket
+
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                return False
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=1) as s:
+                    s.sendall(b"PING\r\n")
+                    if s.recv(64).startswith(b"+PONG"):
+                        return True
+            except OSError:
+                pass
+            time.sleep(0.05)
+        return False
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(timeout=10)
+        shutil.rmtree(self.dir, ignore_errors=True)
 
 
 def local_routes(production: dict) -> str:
@@ -126,6 +183,10 @@ class ImageLike:
         self.uid, self.gid = _ids(self.spec.user)
         self.production = dc.load_routes()
         self.secrets = secret_values(self.production)
+        # Routes on the Redis engine need a reachable Redis to become ready.
+        self.redis = RedisServer() if redis_url_names(self.production) else None
+        for name in redis_url_names(self.production):
+            self.secrets[name] = self.redis.url
         # Not under pytest's tmp_path: that directory is private to root.
         self.root = Path(tempfile.mkdtemp(prefix="bayeux-edge-image-"))
         self.process: subprocess.Popen | None = None
@@ -187,11 +248,30 @@ class ImageLike:
             if ready_file.is_file():
                 try:
                     self.ready = json.loads(ready_file.read_text())
-                    return self.ready
                 except json.JSONDecodeError:
-                    pass  # written but not complete yet
+                    self.ready = None  # written but not complete yet
+                if self.ready is not None:
+                    if self.redis:
+                        self._wait_redis_ready(deadline)
+                    return self.ready
             time.sleep(0.05)
         raise AssertionError(f"no ready file within {START_TIMEOUT} s:\n{self.log_tail()}")
+
+    def _wait_redis_ready(self, deadline: float) -> None:
+        """Routes on Redis are ready once the server reached it: wait for /readyz (bounded)."""
+        import urllib.error
+        import urllib.request
+
+        url = f"http://{self.ready['admin']}/readyz"
+        while time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(url, timeout=2) as answer:
+                    if answer.status == 200:
+                        return
+            except (urllib.error.URLError, OSError):
+                pass
+            time.sleep(0.05)
+        raise AssertionError(f"/readyz not 200 within {START_TIMEOUT} s:\n{self.log_tail()}")
 
     def ids_of_process(self) -> tuple[list[int], list[int], str]:
         status = Path(f"/proc/{self.process.pid}/status").read_text()
@@ -207,6 +287,8 @@ class ImageLike:
         if self.process and self.process.poll() is None:
             self.process.kill()
             self.process.wait(timeout=10)
+        if self.redis:
+            self.redis.stop()
         shutil.rmtree(self.root, ignore_errors=True)
 
 
@@ -267,9 +349,14 @@ def test_faye_client_subscribes_and_receives_a_posted_message(image):
     route = {**image.production.get("defaults", {}), **image.production["route"][-1]}
     endpoint = _tls_endpoint(image, route["prefix"])
     smoke_env = {**os.environ, "FAYE_MODULE_DIR": str(module_dir)}
-    smoke_env.pop("PUBLISH_SECRET", None)
+    for name in ("PUBLISH_SECRET", "JWT_SECRET", "JWT_ISSUER", "JWT_AUDIENCE"):
+        smoke_env.pop(name, None)
     if route.get("publish_secret_env"):
         smoke_env["PUBLISH_SECRET"] = image.secrets[route["publish_secret_env"]]
+    if route.get("subscribe") == "jwt":
+        smoke_env["JWT_SECRET"] = image.secrets[route["jwt_secret_env"]]
+        smoke_env["JWT_ISSUER"] = route["jwt_issuer"]
+        smoke_env["JWT_AUDIENCE"] = route["jwt_audience"]
     result = subprocess.run([node, str(FAYE_SMOKE), endpoint, str(image.certificates[0])],
                             env=smoke_env, capture_output=True, text=True, timeout=60)
     report = result.stdout.strip().splitlines()[-1] if result.stdout.strip() else result.stderr
@@ -279,6 +366,8 @@ def test_faye_client_subscribes_and_receives_a_posted_message(image):
     if route.get("publish") == "secret":
         assert outcome["unauthenticated"]["replies"][0]["successful"] is False, outcome
         assert outcome["unauthenticated"]["replies"][0]["error"].startswith("403:"), outcome
+    if route.get("subscribe") == "jwt":
+        assert "403:" in outcome["foreignSubscription"], outcome
 
 
 def test_stop_signal_drains_and_exits_cleanly():
@@ -314,8 +403,7 @@ def test_production_routes_fail_check_without_a_secret(tmp_path, missing):
     result = _check(tmp_path, dc.ROUTES.read_text(), unset=missing)
     output = result.stdout + result.stderr
     assert result.returncode == 64, output
-    key = "admin.token_env" if missing == "ADMIN_TOKEN" else "publish_secret_env"
-    assert key in output and missing in output, output
+    assert "_env" in output and missing in output, output
 
 
 def _check(tmp_path: Path, text: str, unset: str | None = None) -> subprocess.CompletedProcess:

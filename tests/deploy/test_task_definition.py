@@ -45,6 +45,10 @@ SECRET_LINE = (
         pytest.param(SECRET_LINE, "", "STAGING_PUBLISH_SECRET", id="routes-secret-missing"),
         pytest.param('"name": "STAGING_PUBLISH_SECRET", "valueFrom"', '"name": "STAGING_PUBLISH_SECRT", "valueFrom"',
                      "STAGING_PUBLISH_SECRET", id="routes-secret-misnamed"),
+        pytest.param(',\n        { "name": "REDIS_URL", "valueFrom": "arn:aws:secretsmanager:${AWS_REGION}:${AWS_ACCOUNT_ID}:secret:bayeux-edge/redis/url" }',
+                     "", "REDIS_URL", id="redis-url-secret-missing"),
+        pytest.param("secret:bayeux-edge/redis/url", "secret:shared/redis/url", "may not read",
+                     id="redis-url-outside-execution-role"),
         pytest.param("secret:bayeux-edge/production/publish", "secret:bayeux-edge/production/publish-legacy",
                      "partial ARN", id="secret-name-looks-like-suffix"),
         pytest.param("secret:bayeux-edge/production/publish", "secret:other-app/production/publish",
@@ -74,10 +78,13 @@ def test_task_definition_rules_fail_on_broken_copy(broken, old, new, expect):
 
 
 def test_every_route_secret_has_a_task_definition_secret():
-    """The rule below is not vacuous: the routes file does name publish secrets and the admin token."""
+    """The rule below is not vacuous: the routes file does name publish and token secrets, the
+    Redis URL and the admin token."""
     needed = dc.env_names(dc.load_routes())
-    publish = {f"{env}_PUBLISH_SECRET" for env in ("DEVELOPMENT", "STAGING", "PRODUCTION")}
-    assert needed == publish | {"ADMIN_TOKEN"}, needed
+    envs = ("DEVELOPMENT", "STAGING", "PRODUCTION")
+    expected = {f"{env}_{kind}_SECRET" for env in envs for kind in ("PUBLISH", "JWT")}
+    expected |= {"REDIS_URL", "ADMIN_TOKEN"}
+    assert needed == expected, needed
 
 
 def test_new_route_without_its_secret_fails(broken):

@@ -15,6 +15,7 @@
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 pub mod process;
+pub mod redis;
 
 use std::future::Future;
 use std::net::SocketAddr;

@@ -72,7 +72,7 @@
     for (const r of data.routes) {
       const root = card(r.prefix);
       if (!root || r.kind !== 'engine') continue;
-      setField(root, 'engine', r.engine + (r.retired ? ' · retired' : ''));
+      setField(root, 'engine', r.engine + (r.redis ? (r.redis.up ? ' · up' : ' · unreachable') : '') + (r.retired ? ' · retired' : ''));
       setField(root, 'sessions', number(r.sessions));
       setField(root, 'subscriptions', number(r.subscriptions));
       setField(root, 'published_per_sec', rate(r.published_per_sec));
@@ -187,7 +187,8 @@
         el('span', { class: 'count', id: 'presence-count', text: number(data.count) }),
         ` session${data.count === 1 ? '' : 's'} would receive a publish to `,
         el('code', { text: data.channel }), ' on ', el('code', { text: data.route }),
-        data.sessions.length < data.count ? ` (first ${data.sessions.length} shown)` : '');
+        data.sessions.length < data.count ? ` (first ${data.sessions.length} shown)` : '',
+        data.this_node_only ? ' on this node (a Redis route: other nodes hold their own sessions)' : '');
       if (!data.sessions.length) {
         out.replaceChildren(summary);
         return;
@@ -333,8 +334,10 @@
         body: JSON.stringify({ channel, data }),
       });
       out.className = 'okay';
-      out.textContent = `Published on ${route} ${result.channel}: queued for ${number(result.recipients)} ` +
-        `session${result.recipients === 1 ? '' : 's'}.`;
+      out.textContent = result.recipients === null
+        ? `Published on ${route} ${result.channel}: recorded in Redis; each node delivers it to its sessions.`
+        : `Published on ${route} ${result.channel}: queued for ${number(result.recipients)} ` +
+          `session${result.recipients === 1 ? '' : 's'}.`;
       poll();
     } catch (error) {
       out.className = 'error';

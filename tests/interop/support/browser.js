@@ -47,8 +47,8 @@ async function launchBrowser() {
   return { context, close };
 }
 
-// Serves `routes` ({ '/path': { type, body } }) on 127.0.0.1, over TLS when `tls` is given.
-// Resolves { origin, close }.
+// Serves `routes` ({ '/path': { type, body, headers } }) on 127.0.0.1, over TLS when `tls`
+// is given. `body` and `headers` may be functions of the request. Resolves { origin, close }.
 function servePages(routes, { tls } = {}) {
   const handler = (req, res) => {
     const { pathname } = new URL(req.url, 'http://127.0.0.1');
@@ -59,7 +59,8 @@ function servePages(routes, { tls } = {}) {
       return;
     }
     const body = typeof page.body === 'function' ? page.body(req) : page.body;
-    res.writeHead(200, { 'Content-Type': page.type || 'text/html; charset=utf-8', 'Cache-Control': 'no-store' });
+    const headers = typeof page.headers === 'function' ? page.headers(req) : page.headers;
+    res.writeHead(200, { 'Content-Type': page.type || 'text/html; charset=utf-8', 'Cache-Control': 'no-store', ...headers });
     res.end(body);
   };
   const server = tls ? https.createServer({ cert: tls.cert, key: tls.key }, handler) : http.createServer(handler);

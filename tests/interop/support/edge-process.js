@@ -95,7 +95,8 @@ function portOf(addr, what) {
 
 class EdgeProcess {
   // `dir` holds routes.toml (already written by the caller), the ready file and the log;
-  // `env` adds variables to the child's environment (the secrets the file names).
+  // `env` adds variables to the child's environment (the secrets and the Redis URL the
+  // file names).
   constructor(dir, { name = 'edge', env = {} } = {}) {
     this.dir = dir;
     this.name = name;
@@ -117,7 +118,7 @@ class EdgeProcess {
     const child = spawn(binary, ['serve', '--config', this.config, '--ready-file', this.ready], {
       cwd: this.dir,
       stdio: ['ignore', log, VERBOSE ? 'inherit' : log],
-      env: { ...process.env, ...this.env, RUST_LOG: process.env.RUST_LOG || 'info' },
+      env: { ...process.env, RUST_LOG: process.env.RUST_LOG || 'info', ...this.env },
     });
     fs.closeSync(log);
     children.add(child);

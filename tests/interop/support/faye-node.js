@@ -139,10 +139,26 @@ class TracedClient {
     }, { timeout, what: () => `a /meta/disconnect reply\n${this.summary()}` });
   }
 
-  // Tears the client down without talking to the server (safe to call twice).
+  // Tears the client down without talking to the server (safe to call twice). Whatever is
+  // still in flight must not bring it back: the reply to a handshake sent before this
+  // (Faye re-handshakes at once after a refused one) would set the client's state back
+  // and start a retry loop, and the dispatcher resends a failed message for ever, which
+  // keeps the test process alive once the server is gone. So handshake and connect become
+  // no-ops, pending messages are dropped with their timers, and every socket is closed.
   close() {
-    try { this.client._dispatcher.close(); } catch (_) { /* ignore */ }
-    this.client._state = this.client.DISCONNECTED;
+    const client = this.client;
+    client._state = client.DISCONNECTED;
+    client.handshake = () => {};
+    client.connect = () => {};
+    const dispatcher = client._dispatcher;
+    for (const envelope of dispatcher._envelopes.values()) clearTimeout(envelope.timer);
+    dispatcher._envelopes.clear();
+    try { dispatcher.close(); } catch (_) { /* ignore */ }
+    for (const byEndpoint of Object.values(dispatcher.transports || {})) { // Maps of WebSocket transports
+      for (const transport of byEndpoint.values()) {
+        try { transport.close(); } catch (_) { /* ignore */ }
+      }
+    }
   }
 }
 

@@ -1,15 +1,17 @@
-//! Entry points shared by the `fuzz/` targets and the randomized smoke test in
-//! `tests/fuzz_smoke.rs`: each takes arbitrary bytes, drives one parser or the
-//! engine with them, and checks invariants. None of them may panic.
+//! Entry points of the `bayeux_batch`, `channel` and `routes_toml` targets,
+//! shared with the seeded smoke test in the main crate's `tests/fuzz_smoke.rs`
+//! (which compiles this file in by path): each takes arbitrary bytes, drives one
+//! parser or the engine with them through the library's public API, and checks
+//! invariants. None of them may panic.
 
+use std::future::Future;
 use std::path::Path;
 
-use crate::bayeux::{channel, parse_batch};
-use crate::config::Config;
-use crate::engine::{Ctx, Engine, EngineSettings, Item};
-use crate::routes::RouteTable;
-use crate::shutdown::Shutdown;
-use futures_util::FutureExt;
+use bayeux_edge::bayeux::{channel, parse_batch};
+use bayeux_edge::config::Config;
+use bayeux_edge::engine::{Ctx, Engine, EngineSettings, Item};
+use bayeux_edge::routes::RouteTable;
+use bayeux_edge::shutdown::Shutdown;
 
 /// Arbitrary bytes as a request body: parse, process on a fresh engine, and
 /// check the reply is a JSON array.
@@ -21,17 +23,17 @@ pub fn batch(data: &[u8]) {
     let engine = Engine::new("/fuzz", settings, Shutdown::default());
     let peer = Some(std::net::IpAddr::from([127, 0, 0, 1]));
     // The in-memory store never waits, so one poll finishes the batch.
-    let Some(outcome) = engine
-        .process(batch, &mut Ctx::http(Default::default(), peer))
-        .now_or_never()
-    else {
+    let mut ctx = Ctx::http(Default::default(), peer);
+    let mut processing = std::pin::pin!(engine.process(batch, &mut ctx));
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    let std::task::Poll::Ready(outcome) = processing.as_mut().poll(&mut cx) else {
         panic!("processing a batch on the in-memory store waited");
     };
     let mut items: Vec<Item> = outcome.items;
     // Connects are not awaited here; dropping them must release cleanly.
     drop(outcome.connects);
     items.truncate(1000);
-    let encoded = crate::transport::encode(&items);
+    let encoded = bayeux_edge::transport::encode(&items);
     let parsed: Result<serde_json::Value, _> = serde_json::from_slice(&encoded);
     assert!(
         matches!(parsed, Ok(serde_json::Value::Array(_))),
