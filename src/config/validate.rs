@@ -341,18 +341,7 @@ fn jwt_policy(
     };
     let (verifier, source) = match key {
         "jwt_secret_env" => {
-            let secret = ctx.env.var(value.get_ref()).filter(|v| !v.is_empty());
-            let Some(secret) = secret else {
-                return Err(ctx.invalid(
-                    value.span().start,
-                    context,
-                    key,
-                    format!(
-                        "environment variable {} is not set or empty",
-                        value.get_ref()
-                    ),
-                ));
-            };
+            let secret = env_value(ctx, value, context, key)?;
             let source = format!("secret:{}", fingerprint(&secret));
             (
                 JwtVerifier::with_secret(settings.clone(), &secret).map_err(bad_key)?,
@@ -689,17 +678,9 @@ fn storage(
                     "engine = \"redis\" needs the name of the environment variable holding the Redis URL",
                 ));
             };
-            let url = match ctx.env.var(var.get_ref()) {
-                Some(v) if !v.trim().is_empty() => v.trim().to_owned(),
-                _ => {
-                    return Err(ctx.invalid(
-                        var.span().start,
-                        context,
-                        "redis_url_env",
-                        format!("environment variable {} is not set or empty", var.get_ref()),
-                    ))
-                }
-            };
+            let url = env_value(ctx, var, context, "redis_url_env")?
+                .trim()
+                .to_owned();
             check_url(&url).map_err(|reason| {
                 ctx.invalid(
                     var.span().start,
@@ -893,8 +874,19 @@ fn secret_from_env(
     context: &str,
     key: &str,
 ) -> Result<Secret, ConfigError> {
+    env_value(ctx, var, context, key).map(|v| Secret::new(&v))
+}
+
+/// The value of the environment variable `var` names; missing, empty or
+/// blank is an error naming `key` (and the variable, never its value).
+fn env_value(
+    ctx: &Ctx<'_>,
+    var: &Spanned<String>,
+    context: &str,
+    key: &str,
+) -> Result<String, ConfigError> {
     match ctx.env.var(var.get_ref()) {
-        Some(v) if !v.is_empty() => Ok(Secret::new(&v)),
+        Some(v) if !v.trim().is_empty() => Ok(v),
         _ => Err(ctx.invalid(
             var.span().start,
             context,

@@ -335,37 +335,31 @@ impl Session {
 
     /// Queues one serialized event and wakes the delivery owner.
     pub(crate) fn offer(&self, event: &Bytes, limits: QueueLimits) -> Offered {
-        let mut out = Offered::default();
-        let notify = {
-            let mut st = self.state.lock();
-            if !st.alive {
-                return out;
-            }
-            // A session stops receiving the moment its token runs out, not at
-            // its next connect or the next sweep.
-            if Self::token_out(&st) {
-                out.token_expired = true;
-                return out;
-            }
-            Self::enqueue(&mut st, event, limits, &mut out)
-        };
-        if let Some(n) = notify {
-            n.notify_one();
-        }
-        out
+        self.offer_inner(event, limits, None)
     }
 
     /// Shared stores: queues the event at log position `pos`, unless the
     /// session already has it (a replay and the live log reader may both
     /// offer one event: the position decides, so it is queued once).
     pub(crate) fn offer_at(&self, event: &Bytes, limits: QueueLimits, pos: u128) -> Offered {
+        self.offer_inner(event, limits, Some(pos))
+    }
+
+    fn offer_inner(&self, event: &Bytes, limits: QueueLimits, pos: Option<u128>) -> Offered {
         let mut out = Offered::default();
         let notify = {
             let mut st = self.state.lock();
-            if !st.alive || pos <= st.seen {
+            if !st.alive {
                 return out;
             }
-            st.seen = pos;
+            if let Some(pos) = pos {
+                if pos <= st.seen {
+                    return out;
+                }
+                st.seen = pos;
+            }
+            // A session stops receiving the moment its token runs out, not at
+            // its next connect or the next sweep.
             if Self::token_out(&st) {
                 out.token_expired = true;
                 return out;
