@@ -259,6 +259,13 @@ async fn redis_down_refuses_publishes_keeps_local_clients_and_recovers() {
         json!("retry"),
         "{replies:?}"
     );
+    // So is its subscribe there: storage unavailable, not an unknown client.
+    let sub = hb.subscribe(&elsewhere, json!("/y")).await;
+    assert_eq!(
+        sub["error"],
+        json!(format!("503:{elsewhere}:Storage unavailable")),
+        "{sub}"
+    );
     // Readiness and metrics say so.
     let engine = a.engine(PREFIX);
     eventually("readiness to fail", || async {
@@ -366,4 +373,65 @@ async fn a_moved_session_keeps_its_token_grants_and_expiry() {
     assert_eq!(replies[0]["successful"], json!(false), "{replies:?}");
     a.stop().await;
     b.stop().await;
+}
+
+/// `rediss://` as ElastiCache serves it: two nodes reach a TLS-only Redis
+/// port through a private CA named by `redis_ca_file`, and a publish on one
+/// reaches a subscriber on the other. A node that does not trust the CA
+/// never becomes ready and refuses publishes instead of falling back.
+#[tokio::test]
+async fn rediss_with_a_private_ca_carries_the_route_and_an_untrusted_one_is_refused() {
+    let certs = tempfile::tempdir().unwrap();
+    let ca = support::redis::TestCa::write(certs.path());
+    let Some(redis) = RedisServer::start_tls(&ca).await else {
+        return;
+    };
+    let url = redis.tls_url();
+    let trusted = format!("redis_ca_file = \"{}\"", ca.ca_file.display());
+    let (a, b) = (
+        tls_node(&url, &trusted).await,
+        tls_node(&url, &trusted).await,
+    );
+    ready(&a).await;
+    ready(&b).await;
+    let (ha, hb) = (a.client_at(PREFIX), b.client_at(PREFIX));
+    let id = hb.subscriber("/tls").await;
+    ha.publish_ok("/tls", json!({"n": 1})).await;
+    let mut got = Vec::new();
+    collect(&hb, &id, 1, &mut got).await;
+    assert_eq!(got, [1]);
+    // The nodes know only the TLS port: the publish script ran through it.
+    assert!(redis.calls("evalsha").await >= 1);
+
+    // Without the CA, the public roots do not vouch for this server.
+    let untrusted = tls_node(&url, "").await;
+    let engine = untrusted.engine(PREFIX);
+    eventually(
+        "the untrusted node's failed TLS handshakes to be counted",
+        || async { engine.stats().redis.is_some_and(|r| r.errors > 0) },
+    )
+    .await;
+    assert_eq!(engine.storage_ready(), Some(false));
+    let reply = untrusted
+        .client_at(PREFIX)
+        .publish("/tls", json!({"n": 2}))
+        .await;
+    assert_eq!(reply["successful"], json!(false), "{reply}");
+    untrusted.stop().await;
+    a.stop().await;
+    b.stop().await;
+}
+
+/// One node of `/r` on the TLS URL `url`, with `ca_line` added to the route.
+async fn tls_node(url: &str, ca_line: &str) -> TestServer {
+    let routes = format!(
+        "[[route]]\nprefix = \"{PREFIX}\"\nengine = \"redis\"\nredis_url_env = \"TEST_REDIS_URL\"\n{ca_line}\n"
+    );
+    TestServer::with_env(
+        "",
+        "timeout_secs = 2\nredis_timeout_secs = 2",
+        &routes,
+        &[("TEST_REDIS_URL", url)],
+    )
+    .await
 }

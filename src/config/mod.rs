@@ -286,9 +286,10 @@ mod tests {
 
     #[test]
     fn redis_engine_reads_its_url_from_the_environment() {
-        const ENV: [(&str, &str); 2] = [
+        const ENV: [(&str, &str); 3] = [
             ("STAGING_REDIS_URL", "rediss://:token@cache.example:6379"),
             ("BAD_REDIS_URL", "http://cache.example"),
+            ("PLAIN_REDIS_URL", "redis://cache.example:6379"),
         ];
         let parse = |text: &str| Config::parse_with(text, "routes.toml", Path::new("/x"), &ENV);
         let c = parse("[defaults]\nredis_stream_max_len = 500\n[[route]]\nprefix = \"/a\"\nengine = \"redis\"\nredis_url_env = \"STAGING_REDIS_URL\"\n[[route]]\nprefix = \"/b\"\n").unwrap();
@@ -311,6 +312,9 @@ mod tests {
             ("redis_url_env = \"STAGING_REDIS_URL\"\n", "only applies"),
             ("engine = \"redis\"\nredis_url_env = \"STAGING_REDIS_URL\"\nredis_namespace = \"a b\"\n", "redis_namespace"),
             ("redis_stream_max_len = 5\n", "redis_stream_max_len"),
+            ("redis_ca_file = \"ca.pem\"\n", "only applies"),
+            ("engine = \"redis\"\nredis_url_env = \"PLAIN_REDIS_URL\"\nredis_ca_file = \"ca.pem\"\n", "rediss://"),
+            ("engine = \"redis\"\nredis_url_env = \"STAGING_REDIS_URL\"\nredis_ca_file = \"missing-ca.pem\"\n", "/x/missing-ca.pem"),
         ];
         for (keys, expect) in cases {
             let err = parse(&format!("[[route]]\nprefix = \"/a\"\n{keys}")).unwrap_err();

@@ -50,6 +50,7 @@ macro_rules! tunables {
             pub(super) allowed_origins: Option<Spanned<Vec<String>>>,
             pub(super) engine: Option<Spanned<String>>,
             pub(super) redis_url_env: Option<Spanned<String>>,
+            pub(super) redis_ca_file: Option<Spanned<String>>,
             pub(super) redis_namespace: Option<Spanned<String>>,
             pub(super) redis_stream_max_len: Option<Spanned<u64>>,
             pub(super) redis_timeout_secs: Option<Spanned<f64>>,

@@ -41,6 +41,9 @@ pub struct RedisTarget {
     pub url_env: String,
     /// Prefix of every key the route uses, e.g. `bayeux-edge:/staging/faye:`.
     pub namespace: String,
+    /// PEM certificates trusted for a `rediss://` URL instead of the public
+    /// roots (`redis_ca_file`), e.g. a self-hosted Redis behind a private CA.
+    pub ca_pem: Option<Vec<u8>>,
 }
 
 impl fmt::Debug for RedisTarget {
@@ -69,6 +72,20 @@ pub(super) fn check_url(url: &str) -> Result<(), String> {
         .map(|_| ())
         // The error's text may quote the URL (and its password); its kind does not.
         .map_err(|e| format!("is not a usable Redis URL ({:?})", e.kind()))
+}
+
+/// Checks that `pem` holds at least one certificate and nothing unreadable.
+pub(super) fn check_ca_pem(pem: &[u8]) -> Result<(), &'static str> {
+    use rustls_pki_types::pem::PemObject;
+    let mut found = 0;
+    for cert in rustls_pki_types::CertificateDer::pem_slice_iter(pem) {
+        cert.map_err(|_| "unreadable PEM")?;
+        found += 1;
+    }
+    if found == 0 {
+        return Err("no certificate in the PEM file");
+    }
+    Ok(())
 }
 
 /// Checks a key namespace: printable ASCII without spaces, 1 to 128 bytes.

@@ -8,7 +8,9 @@ use std::time::Duration;
 use toml::Spanned;
 
 use super::raw::{RawAdmin, RawDefaults, RawFile, RawListener, RawRoute, RawServer};
-use super::storage::{check_namespace, check_url, default_namespace, RedisTarget, Storage};
+use super::storage::{
+    check_ca_pem, check_namespace, check_url, default_namespace, RedisTarget, Storage,
+};
 use super::{
     CertFiles, Config, ConfigError, EngineSettings, Env, ListenerSpec, LogFormat, RouteSpec,
     ServerSettings, TlsSpec,
@@ -655,15 +657,16 @@ fn storage(
     match engine.map(|e| (e, e.get_ref().as_str())) {
         None | Some((_, "memory")) => {
             // Only the route's own keys: defaults may serve Redis routes elsewhere.
-            if let Some(v) = r.redis_url_env.as_ref().or(namespace) {
+            let own = [
+                ("redis_url_env", r.redis_url_env.as_ref()),
+                ("redis_namespace", namespace),
+                ("redis_ca_file", r.redis_ca_file.as_ref()),
+            ];
+            if let Some((key, v)) = own.iter().find_map(|(k, v)| v.map(|v| (*k, v))) {
                 return Err(ctx.invalid(
                     v.span().start,
                     context,
-                    if r.redis_url_env.is_some() {
-                        "redis_url_env"
-                    } else {
-                        "redis_namespace"
-                    },
+                    key,
                     "only applies with engine = \"redis\"",
                 ));
             }
@@ -698,10 +701,15 @@ fn storage(
                 }
                 None => default_namespace(prefix),
             };
+            let ca_pem = match pick!(r, defaults, redis_ca_file) {
+                Some(v) => Some(redis_ca(ctx, v, &url, context)?),
+                None => None,
+            };
             Ok(Storage::Redis(RedisTarget {
                 url,
                 url_env: var.get_ref().clone(),
                 namespace,
+                ca_pem,
             }))
         }
         Some((e, _)) => Err(ctx.invalid(
@@ -711,6 +719,24 @@ fn storage(
             "must be \"memory\" or \"redis\"",
         )),
     }
+}
+
+/// The certificates `redis_ca_file` names (PEM), trusted instead of the
+/// public roots for a `rediss://` URL: Redis behind a private CA.
+fn redis_ca(
+    ctx: &Ctx<'_>,
+    v: &Spanned<String>,
+    url: &str,
+    context: &str,
+) -> Result<Vec<u8>, ConfigError> {
+    let bad = |reason: String| ctx.invalid(v.span().start, context, "redis_ca_file", reason);
+    if !url.starts_with("rediss://") {
+        return Err(bad("only applies to a rediss:// (TLS) URL".to_owned()));
+    }
+    let path = ctx.path(v.get_ref());
+    let pem = std::fs::read(&path).map_err(|e| bad(format!("{}: {e}", path.display())))?;
+    check_ca_pem(&pem).map_err(|reason| bad(format!("{}: {reason}", path.display())))?;
+    Ok(pem)
 }
 
 fn upstream(ctx: &Ctx<'_>, u: &Spanned<String>, context: &str) -> Result<http::Uri, ConfigError> {

@@ -150,7 +150,9 @@ impl Engine {
 
     /// The live session named by the message's `clientId`, with Faye's errors
     /// when there is none: `401:<id>:Unknown client`, then (later wins)
-    /// `402:clientId:Missing required parameter` when it is missing.
+    /// `402:clientId:Missing required parameter` when it is missing. A shared
+    /// store that cannot be asked about a session held elsewhere answers
+    /// `503:<id>:Storage unavailable` instead: the session may well exist.
     async fn sender(
         &self,
         message: &Map<String, Value>,
@@ -158,7 +160,13 @@ impl Engine {
     ) -> Option<Arc<Session>> {
         let client_id = message.get("clientId");
         let session = match client_id.and_then(Value::as_str) {
-            Some(id) => self.session(id).await,
+            Some(id) => match self.lookup(id).await {
+                Ok(found) => found,
+                Err(_) => {
+                    reply.fail(error::storage_unavailable(id));
+                    return None;
+                }
+            },
             None => None,
         };
         if session.is_none() {

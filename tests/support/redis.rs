@@ -18,8 +18,45 @@ use tokio::time::Instant;
 /// A running `redis-server`.
 pub struct RedisServer {
     pub port: u16,
+    /// With [`RedisServer::start_tls`]: the TLS port (the plain `port` stays
+    /// open on 127.0.0.1 for the test's own commands).
+    pub tls_port: Option<u16>,
     child: Option<Child>,
     dir: tempfile::TempDir,
+}
+
+/// A private CA and a certificate it signed for `localhost` and 127.0.0.1,
+/// written as PEM files in a directory.
+pub struct TestCa {
+    pub ca_file: PathBuf,
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
+}
+
+impl TestCa {
+    pub fn write(dir: &std::path::Path) -> TestCa {
+        let mut ca = rcgen::CertificateParams::new(Vec::<String>::new()).expect("CA params");
+        ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        ca.distinguished_name
+            .push(rcgen::DnType::CommonName, "bayeux-edge test CA");
+        let ca_key = rcgen::KeyPair::generate().expect("CA key");
+        let ca_cert = ca.self_signed(&ca_key).expect("CA certificate");
+        let leaf = rcgen::CertificateParams::new(vec!["localhost".into(), "127.0.0.1".into()])
+            .expect("leaf params");
+        let key = rcgen::KeyPair::generate().expect("leaf key");
+        let cert = leaf
+            .signed_by(&key, &ca_cert, &ca_key)
+            .expect("leaf certificate");
+        let files = TestCa {
+            ca_file: dir.join("redis-ca.pem"),
+            cert_file: dir.join("redis.pem"),
+            key_file: dir.join("redis.key"),
+        };
+        std::fs::write(&files.ca_file, ca_cert.pem()).expect("write CA");
+        std::fs::write(&files.cert_file, cert.pem()).expect("write certificate");
+        std::fs::write(&files.key_file, key.serialize_pem()).expect("write key");
+        files
+    }
 }
 
 /// The redis-server binary, or `None` (and a message) when the test must skip.
@@ -48,19 +85,49 @@ fn free_port() -> u16 {
 impl RedisServer {
     /// Starts one, or returns `None` when redis-server is missing (see [`binary`]).
     pub async fn start() -> Option<RedisServer> {
+        Self::start_with(None).await
+    }
+
+    /// Starts one that also serves TLS with `ca`'s certificate (clients are
+    /// not asked for one), or `None` as [`RedisServer::start`].
+    pub async fn start_tls(ca: &TestCa) -> Option<RedisServer> {
+        Self::start_with(Some(ca)).await
+    }
+
+    async fn start_with(tls: Option<&TestCa>) -> Option<RedisServer> {
         let bin = binary()?;
         let mut server = RedisServer {
             port: 0,
+            tls_port: None,
             child: None,
             dir: tempfile::tempdir().expect("temporary directory"),
         };
+        if let Some(ca) = tls {
+            let conf = format!(
+                "tls-cert-file {}\ntls-key-file {}\ntls-ca-cert-file {}\ntls-auth-clients no\n",
+                ca.cert_file.display(),
+                ca.key_file.display(),
+                ca.ca_file.display()
+            );
+            std::fs::write(server.dir.path().join("tls.conf"), conf).expect("write tls.conf");
+        }
         for _ in 0..10 {
             server.port = free_port();
+            server.tls_port = tls.map(|_| free_port());
             if server.spawn(&bin).await {
                 return Some(server);
             }
         }
         panic!("redis-server did not start on any of 10 free ports");
+    }
+
+    /// The `rediss://` URL of this server's TLS port, by name (the
+    /// certificate's `localhost`).
+    pub fn tls_url(&self) -> String {
+        format!(
+            "rediss://localhost:{}/",
+            self.tls_port.expect("a TLS server")
+        )
     }
 
     /// The URL of this server.
@@ -69,7 +136,14 @@ impl RedisServer {
     }
 
     async fn spawn(&mut self, bin: &PathBuf) -> bool {
-        let child = Command::new(bin)
+        let mut cmd = Command::new(bin);
+        if self.tls_port.is_some() {
+            cmd.arg(self.dir.path().join("tls.conf"));
+        }
+        if let Some(port) = self.tls_port {
+            cmd.args(["--tls-port", &port.to_string()]);
+        }
+        let child = cmd
             .args([
                 "--port",
                 &self.port.to_string(),

@@ -332,8 +332,17 @@ impl Redis {
         target: RedisTarget,
         settings: Arc<ArcSwap<EngineSettings>>,
     ) -> Result<Redis, String> {
-        let client = Client::open(target.url.as_str())
-            .map_err(|e| format!("{}: unusable Redis URL ({:?})", target.url_env, e.kind()))?;
+        let client = match &target.ca_pem {
+            None => Client::open(target.url.as_str()),
+            Some(pem) => Client::build_with_tls(
+                target.url.as_str(),
+                redis::TlsCertificates {
+                    client_tls: None,
+                    root_cert: Some(pem.clone()),
+                },
+            ),
+        }
+        .map_err(|e| format!("{}: unusable Redis URL ({:?})", target.url_env, e.kind()))?;
         let node = {
             let id = client_id::generate();
             id[..12].to_owned()
