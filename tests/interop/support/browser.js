@@ -9,10 +9,12 @@ const http = require('http');
 const https = require('https');
 const { chromium } = require('playwright-core');
 
-const CHROMIUM = process.env.CHROMIUM_PATH || '/usr/bin/chromium';
+// Set but empty (scripts/test found none on PATH) means missing: no fallback.
+const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
 
 // Reason to skip browser tests, or null when Chromium is there.
 function browserMissing() {
+  if (!CHROMIUM) return 'Chromium is not on PATH';
   return fs.existsSync(CHROMIUM) ? null : `Chromium not found at ${CHROMIUM} (set CHROMIUM_PATH)`;
 }
 
