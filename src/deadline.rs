@@ -24,6 +24,8 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+use crate::budget::Charge;
 use tokio::time::{Instant, Sleep};
 
 /// Polls a lazily created timer towards `deadline`. Ready when it has passed.
@@ -179,6 +181,9 @@ pub struct ReadDeadline<S> {
     /// When bytes of a frame not yet complete first arrived.
     partial_since: Option<Instant>,
     timer: Option<Pin<Box<Sleep>>>,
+    /// Bytes read since the last whole message, counted against the
+    /// process's bound on unfinished input.
+    budget: Option<Charge>,
 }
 
 impl<S> ReadDeadline<S> {
@@ -191,7 +196,15 @@ impl<S> ReadDeadline<S> {
             last_frame: Instant::now(),
             partial_since: None,
             timer: None,
+            budget: None,
         }
+    }
+
+    /// Counts what is read before a message completes against `charge`: past
+    /// the bound, reading fails with `OutOfMemory`.
+    pub fn with_budget(mut self, charge: Charge) -> Self {
+        self.budget = Some(charge);
+        self
     }
 
     /// Records that a whole frame was read: the idle clock restarts and no
@@ -199,6 +212,9 @@ impl<S> ReadDeadline<S> {
     pub fn frame_done(&mut self) {
         self.last_frame = Instant::now();
         self.partial_since = None;
+        if let Some(b) = self.budget.as_mut() {
+            b.release();
+        }
     }
 
     /// Changes the idle bound (the route was retuned).
@@ -223,8 +239,17 @@ impl<S: AsyncRead + Unpin> AsyncRead for ReadDeadline<S> {
         let before = buf.filled().len();
         match Pin::new(&mut self.inner).poll_read(cx, buf) {
             Poll::Ready(Ok(())) => {
-                if buf.filled().len() > before && self.partial_since.is_none() {
+                let read = buf.filled().len() - before;
+                if read > 0 && self.partial_since.is_none() {
                     self.partial_since = Some(Instant::now());
+                }
+                if let Some(b) = self.budget.as_mut() {
+                    if !b.add(read) {
+                        return Poll::Ready(Err(io::Error::new(
+                            io::ErrorKind::OutOfMemory,
+                            "the server's bound on unfinished input is reached",
+                        )));
+                    }
                 }
                 Poll::Ready(Ok(()))
             }

@@ -15,6 +15,7 @@ use http::header::{ACCEPT, UPGRADE};
 use http::{Method, Request, Response};
 use hyper::body::Incoming;
 
+use crate::budget::IncomingBudget;
 use crate::http::static_client::StaticClient;
 use crate::http::{cors, response, Body, ConnInfo};
 use crate::routes::{Backend, Routes, Target};
@@ -29,6 +30,8 @@ pub struct GatewaySettings {
     pub body_timeout: Duration,
     /// Proxies whose `X-Forwarded-For` is believed.
     pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// The bound on unfinished request bodies and WebSocket messages.
+    pub incoming: Arc<IncomingBudget>,
 }
 
 impl GatewaySettings {
@@ -148,6 +151,7 @@ impl Gateway {
                 ip,
                 slot: conn.slot.clone(),
                 message_timeout: self.inner.settings.body_timeout,
+                incoming: self.inner.settings.incoming.charge(),
             };
             return websocket::upgrade(req, engine, &self.inner.shutdown, session);
         }
@@ -180,8 +184,9 @@ impl Gateway {
                 }
             }
             Method::POST => {
-                let timeout = self.inner.settings.body_timeout;
-                long_polling::post(req, engine, timeout, ip).await
+                let settings = &self.inner.settings;
+                let charge = settings.incoming.charge();
+                long_polling::post(req, engine, settings.body_timeout, charge, ip).await
             }
             _ => response::bad_request(),
         }

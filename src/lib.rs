@@ -30,7 +30,8 @@
 //!   through an environment source), [`auth`] (the policies the engine
 //!   consults), [`http`] (responses, CORS, the Faye bundle, connection facts),
 //!   [`deadline`]
-//!   (write and read deadlines on sockets), [`shutdown`] (the drain signal and
+//!   (write and read deadlines on sockets), [`budget`] (the process's bound on
+//!   unfinished input), [`shutdown`] (the drain signal and
 //!   task tracking), [`error`] (start-up errors).
 //!
 //! # Data path of one message
@@ -48,6 +49,7 @@
 pub mod admin;
 pub mod auth;
 pub mod bayeux;
+pub mod budget;
 pub mod cli;
 pub mod config;
 pub mod deadline;

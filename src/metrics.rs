@@ -211,6 +211,12 @@ const PROCESS_FAMILIES: &[ProcessFamily] = &[
         value: |_, _| crate::deadline::read_timeouts(),
     },
     ProcessFamily {
+        name: "bayeux_edge_incoming_refused_total",
+        kind: Kind::Counter,
+        help: "Request bodies and WebSocket messages refused because max_incoming_bytes of unfinished input was held.",
+        value: |_, _| crate::budget::refused(),
+    },
+    ProcessFamily {
         name: "bayeux_edge_draining",
         kind: Kind::Gauge,
         help: "1 while the server drains.",

@@ -17,6 +17,7 @@ use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
 use crate::admin;
+use crate::budget::IncomingBudget;
 use crate::config::Config;
 use crate::error::Error;
 use crate::gateway::{Gateway, GatewaySettings};
@@ -152,6 +153,7 @@ fn gateway(config: &Config, routes: Routes, shutdown: Shutdown) -> Result<Gatewa
     let settings = GatewaySettings {
         body_timeout: config.server.header_read_timeout,
         trusted_proxies: config.server.trusted_proxies.clone(),
+        incoming: IncomingBudget::new(config.server.max_incoming_bytes),
     };
     Ok(Gateway::new(routes, client, shutdown, settings))
 }

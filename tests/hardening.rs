@@ -459,6 +459,66 @@ async fn an_unfinished_message_is_closed_long_before_the_idle_bound() {
     assert_eq!(ws.close_code().await, Some(CloseCode::Policy));
 }
 
+/// Unfinished input is bounded across connections, not only per connection:
+/// while one WebSocket holds part of a message, a POST body or another
+/// socket's message that would pass `max_incoming_bytes` is refused (503,
+/// close 1013), and once the message completes the room is given back.
+#[tokio::test]
+async fn unfinished_input_is_bounded_across_connections() {
+    let s =
+        TestServer::with_server("max_incoming_bytes = 65536", "timeout_secs = 30", ROUTES).await;
+    let c = s.client();
+    let padded = |n: usize| {
+        format!(
+            "[{{\"channel\":\"/meta/handshake\",\"version\":\"1.0\",\"supportedConnectionTypes\":[\"websocket\"],\"ext\":{{\"pad\":\"{}\"}}}}]",
+            "x".repeat(n)
+        )
+    };
+    let fragment = |text: &str, fin: bool, first: bool| {
+        let opcode = if first {
+            OpCode::Data(Data::Text)
+        } else {
+            OpCode::Data(Data::Continue)
+        };
+        Message::Frame(Frame::message(Bytes::from(text.to_owned()), opcode, fin))
+    };
+    // A holds the first 40 KB of a message.
+    let mut a = c.websocket().await;
+    let text = padded(40_000);
+    let (head, tail) = text.split_at(text.len() - 10);
+    a.inner.send(fragment(head, false, true)).await.unwrap();
+
+    // A 30 KB body does not fit beside it.
+    let body = Bytes::from(padded(30_000));
+    eventually("a POST to be refused while A holds its part", || async {
+        let r = c.post(Some("application/json"), body.clone()).await;
+        r.status == StatusCode::SERVICE_UNAVAILABLE
+    })
+    .await;
+    // Nor does another socket's 30 KB part: that socket is closed with 1013.
+    let mut b = c.websocket().await;
+    let other = padded(30_000);
+    b.inner
+        .send(fragment(&other[..other.len() - 10], false, true))
+        .await
+        .unwrap();
+    assert_eq!(b.close_code().await, Some(CloseCode::Again));
+
+    // A finishes its message and is answered; the room is back.
+    a.inner.send(fragment(tail, true, false)).await.unwrap();
+    let reply = a.recv().await;
+    assert_eq!(reply[0]["successful"], json!(true), "{reply:?}");
+    let r = c.post(Some("application/json"), body).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    let metrics = Http::plain(s.admin, "").get("/metrics", &[]).await.text();
+    let refused: u64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("bayeux_edge_incoming_refused_total "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0);
+    assert!(refused >= 2, "{metrics}");
+}
+
 // === 6. descriptors ===
 
 #[tokio::test]

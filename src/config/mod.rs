@@ -134,6 +134,9 @@ pub struct ServerSettings {
     pub trusted_proxies: Vec<ipnet::IpNet>,
     /// Most concurrent connections to the admin listener. Default 64.
     pub admin_max_connections: usize,
+    /// Most bytes of request bodies and WebSocket messages received but not
+    /// yet complete, across all connections. Default 128 MiB.
+    pub max_incoming_bytes: usize,
 }
 
 /// One validated `[[route]]`.

@@ -89,6 +89,7 @@ pub(super) struct RawServer {
     pub(super) tls_handshake_timeout_secs: Option<Spanned<f64>>,
     pub(super) header_read_timeout_secs: Option<Spanned<f64>>,
     pub(super) write_timeout_secs: Option<Spanned<f64>>,
+    pub(super) max_incoming_bytes: Option<Spanned<u64>>,
     #[serde(default)]
     pub(super) trusted_proxies: Vec<Spanned<String>>,
 }

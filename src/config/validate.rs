@@ -761,6 +761,10 @@ fn upstream(ctx: &Ctx<'_>, u: &Spanned<String>, context: &str) -> Result<http::U
 
 const SERVER: &str = "server: ";
 
+/// Room for 128 backend publishes of a full 1 MiB mid-body at once, and a small
+/// share of a 2 GB task even at a few times that while buffers grow.
+const DEFAULT_MAX_INCOMING_BYTES: usize = 128 << 20;
+
 fn build_server(ctx: &Ctx<'_>, raw: &RawServer) -> Result<ServerSettings, ConfigError> {
     let c = SERVER;
     let mut listeners: Vec<ListenerSpec> = Vec::new();
@@ -824,6 +828,10 @@ fn build_server(ctx: &Ctx<'_>, raw: &RawServer) -> Result<ServerSettings, Config
         admin_max_connections: match raw.admin.as_ref().and_then(|a| a.max_connections.as_ref()) {
             Some(v) => count(ctx, v, c, "admin.max_connections", 1, 10_000)?,
             None => 64,
+        },
+        max_incoming_bytes: match &raw.max_incoming_bytes {
+            Some(v) => count(ctx, v, c, "max_incoming_bytes", 65_536, 1 << 40)?,
+            None => DEFAULT_MAX_INCOMING_BYTES,
         },
     })
 }

@@ -9,7 +9,7 @@
 
 use std::net::IpAddr;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use http::header::{HeaderValue, CONTENT_DISPOSITION, CONTENT_TYPE};
 use http::{HeaderMap, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Limited};
@@ -17,6 +17,7 @@ use hyper::body::Incoming;
 
 use crate::auth::Credentials;
 use crate::bayeux::{parse_batch, BadRequest};
+use crate::budget::Charge;
 use crate::engine::{Ctx, Engine, Transport};
 use crate::http::cors;
 use crate::http::response::{bad_request, bayeux_headers, full, text, too_large, Body};
@@ -42,24 +43,58 @@ pub fn valid_callback(name: &str) -> bool {
     !name.is_empty() && name.split('.').all(ident)
 }
 
+enum BodyError {
+    TooLarge,
+    Busy,
+    Bad,
+}
+
+/// Reads a whole body, counting every chunk against the process's budget for
+/// unfinished input as it arrives.
+async fn read_body(mut body: Limited<Incoming>, incoming: &mut Charge) -> Result<Bytes, BodyError> {
+    let mut buf = BytesMut::new();
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| {
+            if e.is::<http_body_util::LengthLimitError>() {
+                BodyError::TooLarge
+            } else {
+                BodyError::Bad
+            }
+        })?;
+        if let Ok(data) = frame.into_data() {
+            if !incoming.add(data.len()) {
+                return Err(BodyError::Busy);
+            }
+            buf.extend_from_slice(&data);
+        }
+    }
+    Ok(buf.freeze())
+}
+
 /// `POST {prefix}…`: JSON when the content type is `application/json`, a form
 /// with a `message` field otherwise.
 pub async fn post(
     req: Request<Incoming>,
     engine: Engine,
     body_timeout: std::time::Duration,
+    mut incoming: Charge,
     ip: IpAddr,
 ) -> Response<Body> {
     let limit = engine.settings().max_message_bytes;
     let (parts, body) = req.into_parts();
     // A body that stalls would otherwise hold the connection forever.
-    let collected = tokio::time::timeout(body_timeout, Limited::new(body, limit).collect()).await;
-    let bytes = match collected {
-        Ok(Ok(collected)) => collected.to_bytes(),
-        Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => return too_large(),
-        Ok(Err(_)) => return bad_request(),
+    let read = read_body(Limited::new(body, limit), &mut incoming);
+    let bytes = match tokio::time::timeout(body_timeout, read).await {
+        Ok(Ok(bytes)) => bytes,
+        Ok(Err(BodyError::TooLarge)) => return too_large(),
+        Ok(Err(BodyError::Busy)) => {
+            return text(StatusCode::SERVICE_UNAVAILABLE, "Server busy, retry later")
+        }
+        Ok(Err(BodyError::Bad)) => return bad_request(),
         Err(_) => return text(StatusCode::REQUEST_TIMEOUT, "Request timeout"),
     };
+    // Parsed from here on: the bytes are no longer unfinished input.
+    incoming.release();
     let is_json = parts
         .headers
         .get(CONTENT_TYPE)

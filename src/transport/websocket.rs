@@ -39,6 +39,7 @@ use tokio_tungstenite::tungstenite::{Error as WsError, Message, Utf8Bytes};
 use tokio_tungstenite::WebSocketStream;
 
 use crate::bayeux::{parse_batch, BadRequest};
+use crate::budget::Charge;
 use crate::deadline::ReadDeadline;
 use crate::engine::{ConnectWait, Ctx, Engine, Item, StreamSlot, Transport};
 use crate::http::response::{bad_request, empty, unavailable, Body};
@@ -60,6 +61,8 @@ pub struct SessionInfo {
     pub slot: Option<Arc<tokio::sync::OwnedSemaphorePermit>>,
     /// Time allowed for one message, from its first byte to its last.
     pub message_timeout: Duration,
+    /// This socket's share of the bound on unfinished input.
+    pub incoming: Charge,
 }
 
 /// Validates an upgrade request, answers `101`, and runs the session on the
@@ -105,7 +108,8 @@ pub fn upgrade(
                 config.max_frame_size = Some(settings.max_message_bytes);
                 // A Faye client sends a connect at least every `timeout + interval`.
                 let idle = settings.session_lifetime() + settings.interval;
-                let io = ReadDeadline::new(TokioIo::new(upgraded), idle, info.message_timeout);
+                let io = ReadDeadline::new(TokioIo::new(upgraded), idle, info.message_timeout)
+                    .with_budget(info.incoming);
                 let ws = WebSocketStream::from_raw_socket(io, Role::Server, Some(config)).await;
                 let mut session = Session::new(ws, engine, drain);
                 session.bearer = bearer;
@@ -261,6 +265,10 @@ where
                     WsError::Io(e) if e.kind() == std::io::ErrorKind::TimedOut => {
                         tracing::debug!(error = %e, "websocket timed out");
                         self.close(CloseCode::Policy, "timed out").await
+                    }
+                    WsError::Io(e) if e.kind() == std::io::ErrorKind::OutOfMemory => {
+                        tracing::debug!(error = %e, "websocket refused: input budget spent");
+                        self.close(CloseCode::Again, "server busy").await
                     }
                     other => tracing::debug!(error = %other, "websocket closed"),
                 }
@@ -428,6 +436,7 @@ mod tests {
         let session = super::Session::new(ws, engine, crate::shutdown::Shutdown::default());
         let run = session.run();
         let size = std::mem::size_of_val(&run);
-        assert!(size <= 1600, "session future grew to {size} bytes");
+        // 1600 until the socket carried its share of the input budget (32 bytes).
+        assert!(size <= 1632, "session future grew to {size} bytes");
     }
 }
