@@ -8,9 +8,10 @@
 //! or message that would pass it is refused (`503`, or WebSocket close `1013`)
 //! and counted, and everyone else keeps being served.
 //!
-//! What is counted is bytes received; the buffers holding them may be up to a
-//! few times larger while they grow, which the README's memory arithmetic
-//! allows for.
+//! What is counted is bytes received; the buffers holding an unfinished
+//! WebSocket message take three to four times that while they grow (the
+//! frame's read buffer, then the message being assembled), which the default
+//! and the README's memory arithmetic allow for.
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;

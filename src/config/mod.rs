@@ -135,7 +135,7 @@ pub struct ServerSettings {
     /// Most concurrent connections to the admin listener. Default 64.
     pub admin_max_connections: usize,
     /// Most bytes of request bodies and WebSocket messages received but not
-    /// yet complete, across all connections. Default 128 MiB.
+    /// yet complete, across all connections. Default 64 MiB.
     pub max_incoming_bytes: usize,
 }
 

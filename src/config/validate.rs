@@ -761,9 +761,10 @@ fn upstream(ctx: &Ctx<'_>, u: &Spanned<String>, context: &str) -> Result<http::U
 
 const SERVER: &str = "server: ";
 
-/// Room for 128 backend publishes of a full 1 MiB mid-body at once, and a small
-/// share of a 2 GB task even at a few times that while buffers grow.
-const DEFAULT_MAX_INCOMING_BYTES: usize = 128 << 20;
+/// Room for 64 backend publishes of a full 1 MiB mid-body at once, and a small
+/// share of a 2 GB task even at the three to four times that the buffers
+/// holding an unfinished WebSocket message take while they grow.
+const DEFAULT_MAX_INCOMING_BYTES: usize = 64 << 20;
 
 fn build_server(ctx: &Ctx<'_>, raw: &RawServer) -> Result<ServerSettings, ConfigError> {
     let c = SERVER;
