@@ -30,6 +30,14 @@ async fn node(redis: &RedisServer, extra: &str) -> TestServer {
     .await
 }
 
+/// Two plain nodes of `/r` on `redis`, both ready.
+async fn two_nodes(redis: &RedisServer) -> (TestServer, TestServer) {
+    let (a, b) = (node(redis, "").await, node(redis, "").await);
+    ready(&a).await;
+    ready(&b).await;
+    (a, b)
+}
+
 async fn ready(server: &TestServer) {
     let engine = server.engine(PREFIX);
     eventually("the route's Redis to be ready", || async {
@@ -62,9 +70,7 @@ async fn a_client_moves_between_nodes_and_gets_each_publish_once_in_order() {
     let Some(redis) = RedisServer::start().await else {
         return;
     };
-    let (a, b) = (node(&redis, "").await, node(&redis, "").await);
-    ready(&a).await;
-    ready(&b).await;
+    let (a, b) = two_nodes(&redis).await;
     let (ha, hb) = (a.client_at(PREFIX), b.client_at(PREFIX));
     let id = ha.handshake().await;
     // Subscribing on B loads the session that A created.
@@ -135,9 +141,7 @@ async fn a_publish_is_one_script_whatever_the_recipients() {
     let Some(redis) = RedisServer::start().await else {
         return;
     };
-    let (a, b) = (node(&redis, "").await, node(&redis, "").await);
-    ready(&a).await;
-    ready(&b).await;
+    let (a, b) = two_nodes(&redis).await;
     let (ha, hb) = (a.client_at(PREFIX), b.client_at(PREFIX));
     let mut subscribers = Vec::new();
     for i in 0..40 {
@@ -183,9 +187,7 @@ async fn disconnect_ends_the_session_on_every_node() {
     let Some(redis) = RedisServer::start().await else {
         return;
     };
-    let (a, b) = (node(&redis, "").await, node(&redis, "").await);
-    ready(&a).await;
-    ready(&b).await;
+    let (a, b) = two_nodes(&redis).await;
     let (ha, hb) = (a.client_at(PREFIX), b.client_at(PREFIX));
     let id = ha.subscriber("/x").await;
     assert_eq!(hb.drain(&id).await.len(), 0, "B loads the session");
@@ -230,9 +232,7 @@ async fn redis_down_refuses_publishes_keeps_local_clients_and_recovers() {
     let Some(mut redis) = RedisServer::start().await else {
         return;
     };
-    let (a, b) = (node(&redis, "").await, node(&redis, "").await);
-    ready(&a).await;
-    ready(&b).await;
+    let (a, b) = two_nodes(&redis).await;
     let (ha, hb) = (a.client_at(PREFIX), b.client_at(PREFIX));
     let local = ha.subscriber("/x").await;
     let elsewhere = ha.subscriber("/x").await;

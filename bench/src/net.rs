@@ -137,16 +137,7 @@ impl Target {
     /// Opens a keep-alive HTTP/1.1 connection.
     pub async fn http(&self) -> Res<HttpConn> {
         let stream = self.connect().await?;
-        let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-            .await
-            .map_err(|e| format!("HTTP handshake: {e}"))?;
-        tokio::spawn(async move {
-            let _ = conn.await;
-        });
-        Ok(HttpConn {
-            sender,
-            authority: self.authority.clone(),
-        })
+        HttpConn::handshake(stream, self.authority.clone()).await
     }
 }
 
@@ -214,6 +205,20 @@ pub struct HttpConn {
 }
 
 impl HttpConn {
+    /// Speaks HTTP/1.1 over an already connected `io`, naming `authority` in `Host`.
+    pub async fn handshake<S>(io: S, authority: String) -> Res<HttpConn>
+    where
+        S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+    {
+        let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(io))
+            .await
+            .map_err(|e| format!("HTTP handshake: {e}"))?;
+        tokio::spawn(async move {
+            let _ = conn.await;
+        });
+        Ok(HttpConn { sender, authority })
+    }
+
     /// POSTs a JSON body and returns status and body, bounded by `limit`.
     pub async fn post(&mut self, path: &str, body: Bytes, limit: Duration) -> Res<(u16, Bytes)> {
         let fut = async {

@@ -9,11 +9,6 @@
 use std::collections::HashSet;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
-use http_body_util::{BodyExt, Full};
-use hyper::client::conn::http1::SendRequest;
-use hyper::header::{CONTENT_TYPE, HOST};
-use hyper::Request;
-use hyper_util::rt::TokioIo;
 use std::sync::atomic::AtomicU64;
 use std::sync::atomic::Ordering::{Relaxed, SeqCst};
 use std::sync::{Arc, Mutex};
@@ -27,7 +22,7 @@ use tokio::time::{sleep, timeout, Instant, MissedTickBehavior};
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::bayeux;
-use crate::net::{small_ws_config, Res};
+use crate::net::{small_ws_config, HttpConn, Res};
 
 /// The channel every subscriber listens on.
 pub const CHANNEL: &str = "/hostile/stream";
@@ -238,51 +233,9 @@ impl Stream {
 pub const STREAM_IP: IpAddr = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 3));
 
 /// A keep-alive HTTP/1.1 connection from [`STREAM_IP`] (the backend).
-struct Backend {
-    sender: SendRequest<Full<Bytes>>,
-}
-
-impl Backend {
-    async fn open(addr: SocketAddr) -> Res<Backend> {
-        let tcp = crate::raw::tcp_from(addr, Some(STREAM_IP), None, Duration::from_secs(3)).await?;
-        let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
-            .await
-            .map_err(|e| format!("HTTP handshake: {e}"))?;
-        tokio::spawn(async move {
-            let _ = conn.await;
-        });
-        Ok(Backend { sender })
-    }
-
-    async fn post(&mut self, path: &str, body: String, limit: Duration) -> Res<(u16, Bytes)> {
-        let fut = async {
-            self.sender
-                .ready()
-                .await
-                .map_err(|e| format!("HTTP connection closed: {e}"))?;
-            let req = Request::post(path)
-                .header(HOST, "localhost")
-                .header(CONTENT_TYPE, "application/json")
-                .body(Full::new(Bytes::from(body)))
-                .map_err(|e| format!("building request: {e}"))?;
-            let resp = self
-                .sender
-                .send_request(req)
-                .await
-                .map_err(|e| format!("HTTP request: {e}"))?;
-            let status = resp.status().as_u16();
-            let body = resp
-                .into_body()
-                .collect()
-                .await
-                .map_err(|e| format!("HTTP body: {e}"))?
-                .to_bytes();
-            Ok((status, body))
-        };
-        timeout(limit, fut)
-            .await
-            .map_err(|_| format!("no response within {limit:?}"))?
-    }
+async fn open_backend(addr: SocketAddr) -> Res<HttpConn> {
+    let tcp = crate::raw::tcp_from(addr, Some(STREAM_IP), None, Duration::from_secs(3)).await?;
+    HttpConn::handshake(tcp, addr.to_string()).await
 }
 
 async fn subscriber(stream: Arc<Stream>, sub: Arc<Sub>) {
@@ -416,7 +369,7 @@ async fn publisher(stream: Arc<Stream>, rate: f64) {
     let period = Duration::from_secs_f64(1.0 / rate.max(0.1));
     let mut tick = tokio::time::interval(period);
     tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
-    let mut conn: Option<(u64, Backend)> = None;
+    let mut conn: Option<(u64, HttpConn)> = None;
     let ext = match &stream.secret {
         Some(s) => format!(",\"ext\":{{\"secret\":{}}}", bayeux::quote(s)),
         None => String::new(),
@@ -432,7 +385,7 @@ async fn publisher(stream: Arc<Stream>, rate: f64) {
         }
         if conn.as_ref().map(|c| c.0) != Some(ep.epoch) {
             conn = None;
-            match timeout(Duration::from_secs(3), Backend::open(ep.http)).await {
+            match timeout(Duration::from_secs(3), open_backend(ep.http)).await {
                 Ok(Ok(c)) => conn = Some((ep.epoch, c)),
                 _ => {
                     stream.unacked.fetch_add(1, Relaxed);
@@ -452,7 +405,10 @@ async fn publisher(stream: Arc<Stream>, rate: f64) {
         }
         let seq = stream.next_seq.fetch_add(1, Relaxed);
         let body = format!("[{{\"channel\":\"{CHANNEL}\",\"data\":{{\"s\":{seq}}}{ext}}}]");
-        let ok = match c.post(&stream.prefix, body, Duration::from_secs(5)).await {
+        let ok = match c
+            .post(&stream.prefix, Bytes::from(body), Duration::from_secs(5))
+            .await
+        {
             Ok((200, b)) => {
                 serde_json::from_slice::<serde_json::Value>(&b)
                     .ok()
